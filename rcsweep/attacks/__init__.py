@@ -1,0 +1,19 @@
+"""Attacks and threat models. ``ATTACKS`` maps names to attack classes taking ``(threat, **kwargs)``."""
+from ..registry import Registry
+from .base import Attack, margin_loss
+from .fgsm import FGSM
+from .pgd import PGD
+from .threat import THREATS, L2Threat, LinfThreat, ThreatModel, threat_model
+
+ATTACKS: Registry = Registry("attack")
+ATTACKS.register("fgsm")(FGSM)
+ATTACKS.register("pgd")(PGD)
+
+
+def make_attack(name: str, norm: str, eps: float, **kwargs) -> Attack:
+    """An attack by registry name (or 'pkg.mod:Class') for the given norm and epsilon."""
+    return ATTACKS.get(name)(threat_model(norm, eps), **kwargs)
+
+
+__all__ = ["ATTACKS", "Attack", "FGSM", "PGD", "THREATS", "L2Threat", "LinfThreat", "ThreatModel",
+           "make_attack", "margin_loss", "threat_model"]

@@ -1,0 +1,25 @@
+"""Error types. A :class:`UserError` is bad input: the CLI prints its one-line message and exits 2."""
+
+
+class UserError(ValueError):
+    """Bad input from the user (config, file, name, path). The message is one line naming the problem."""
+
+
+class ConfigError(UserError):
+    """An invalid configuration value. ``field`` names the offending key."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class DataNotFoundError(UserError):
+    """A dataset is not present locally and cannot be downloaded."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or model file is missing, corrupted, tampered with or unsafe."""
+
+
+class TrainingCollapsed(RuntimeError):
+    """Training stopped: loss became NaN/inf or accuracy collapsed to chance. Not a user error."""
