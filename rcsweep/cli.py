@@ -1,0 +1,58 @@
+"""The ``rcsweep`` command line. Each group of subcommands lives in its own module exposing
+``register(subparsers)``; handlers import torch/Ray lazily so ``rcsweep --help`` is instant.
+
+Exit codes: 0 success, 1 some trials failed or a run error, 2 bad input (one line, no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMAND_MODULES = ("rcsweep.commands.trial", "rcsweep.sweep.commands", "analysis.commands")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code 2
+        sys.stderr.write(f"rcsweep: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rcsweep", description="Sweeps that make neural networks small and robust.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"rcsweep {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):  # that command group is not installed/built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import UserError
+
+    try:
+        code = args.func(args)
+    except UserError as e:
+        sys.stderr.write(f"rcsweep: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("rcsweep: interrupted\n")
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
