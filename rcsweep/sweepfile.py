@@ -1,0 +1,372 @@
+"""The sweep-file schema (YAML), validated in full before anything runs.
+
+A sweep file has four parts: ``fixed`` trial parameters, a ``space`` of searched parameters,
+optional ``references`` (configurations run first, counted in ``num_samples``), and sweep-level
+fields (``search``, ``objectives``, ``num_samples``, ...). Every error names the field, e.g.
+``space.sparsity.uniform: ...``. See the README for a full example.
+
+Search-space entries (one key each, plus an optional ``default`` used by ``rcsweep trial``):
+``{choice: [a, b, ...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{int: [lo, hi]}``.
+Parameters that do not apply to a trial's methods (``weight_bits`` without quantization,
+``sparsity`` without pruning, ``eps_finetune`` without adversarial fine-tuning) are dropped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .config import FIELD_NAMES, TrialConfig, _did_you_mean, applicable, parse_number
+from .errors import ConfigError, UserError
+
+SEARCH = ("optuna", "random", "grid")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+METRICS = ("clean_acc", "robust_acc", "params", "params_nonzero", "sparsity_measured", "model_bits", "macs", "bops",
+           "latency_ms_b1", "latency_ms_b128", "time_pretrain_s", "time_compress_s", "time_finetune_s",
+           "time_evaluate_s", "flops_pretrain", "flops_finetune")
+DIRECTIONS = ("max", "min")
+NEVER_SEARCHED = ("eps_eval", "dataset")
+# what makes a method-dependent parameter apply, to validate its values on their own
+_CONTEXT = {"sparsity": {"compression": "prune"}, "prune_scope": {"compression": "prune"},
+            "weight_bits": {"compression": "quant"}, "act_bits": {"compression": "quant"},
+            "quant_mode": {"compression": "quant"}, "eps_pretrain": {"pretrain": "adversarial"},
+            "eps_ramp_epochs": {"pretrain": "adversarial"}, "finetune_epochs": {"finetune": "clean"},
+            "finetune_lr": {"finetune": "clean"}, "eps_finetune": {"finetune": "adversarial"}}
+METHOD_KEYS = {"sparsity": ("compression",), "prune_scope": ("compression",), "weight_bits": ("compression",),
+               "act_bits": ("compression",), "quant_mode": ("compression",), "eps_pretrain": ("pretrain",),
+               "eps_ramp_epochs": ("pretrain",), "finetune_epochs": ("finetune",), "finetune_lr": ("finetune",),
+               "eps_finetune": ("finetune",)}
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One searched parameter."""
+    name: str
+    kind: str  # choice | uniform | loguniform | int
+    values: tuple  # choices, or (lo, hi)
+    default: Any = None
+
+    def grid_values(self) -> tuple:
+        if self.kind != "choice":
+            raise ConfigError(f"space.{self.name}", f"search: grid needs a 'choice' list, not '{self.kind}'")
+        return self.values
+
+    def to_dict(self) -> dict:
+        d = {self.kind: list(self.values)}
+        if self.default is not None:
+            d["default"] = self.default
+        return d
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    fixed: dict
+    space: dict  # name -> Dist
+    references: tuple = ()
+    search: str = "optuna"
+    objectives: tuple = (("robust_acc", "max"), ("model_bits", "min"))
+    num_samples: Optional[int] = None  # None: 12 (optuna/random) or the grid's size
+    max_concurrent: int = 2
+    resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    search_seed: int = 0
+    trial_timeout_s: Optional[float] = None
+    time_budget_s: Optional[float] = None
+    max_failures: int = 1
+    description: str = ""
+
+    # -- trials ------------------------------------------------------------------------------
+    def trial_config(self, sampled: dict | None = None, overrides: dict | None = None) -> TrialConfig:
+        """The trial for sampled space values (missing ones take their defaults) and explicit
+        ``overrides`` (``--set``). Inapplicable fixed/space parameters are dropped; inapplicable
+        overrides are an error."""
+        sampled = dict(sampled or {})
+        overrides = dict(overrides or {})
+        for k in overrides:
+            if k not in FIELD_NAMES:
+                raise ConfigError(k, "unknown parameter" + _did_you_mean(k, FIELD_NAMES))
+        params = {**self.fixed, **{n: d.default for n, d in self.space.items()}, **sampled}
+        merged = {**params, **overrides}
+        out = {k: v for k, v in params.items() if k not in overrides and applicable(k, merged)}
+        out.update(overrides)
+        return TrialConfig.from_flat(out)
+
+    def grid(self) -> list[dict]:
+        """Every distinct combination of the space's choices (after dropping inapplicable ones)."""
+        names = list(self.space)
+        seen, points = set(), []
+        for combo in itertools.product(*(self.space[n].grid_values() for n in names)):
+            point = dict(zip(names, combo))
+            merged = {**self.fixed, **point}
+            point = {k: v for k, v in point.items() if applicable(k, merged)}
+            key = tuple(sorted((k, repr(v)) for k, v in point.items()))
+            if key not in seen:
+                seen.add(key)
+                points.append(point)
+        return points
+
+    def total_trials(self) -> int:
+        if self.num_samples is not None:
+            return self.num_samples
+        if self.search == "grid":
+            return len(self.references) + len(self.grid())
+        return 12
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
+                "space": {n: d.to_dict() for n, d in self.space.items()}, "references": [dict(r) for r in self.references],
+                "search": self.search, "objectives": {m: d for m, d in self.objectives},
+                "num_samples": self.num_samples, "max_concurrent": self.max_concurrent,
+                "resources": dict(self.resources), "search_seed": self.search_seed,
+                "trial_timeout_s": self.trial_timeout_s, "time_budget_s": self.time_budget_s,
+                "max_failures": self.max_failures}
+
+    def replace(self, **changes) -> "SweepSpec":
+        return parse_sweep({**self.to_dict(), **changes}, self.name)
+
+
+TOP_LEVEL = tuple(f.name for f in dataclasses.fields(SweepSpec))
+
+
+def load_sweep(source, name: str | None = None) -> SweepSpec:
+    """A validated SweepSpec from a YAML path or a dict."""
+    if isinstance(source, dict):
+        return parse_sweep(source, name or source.get("name") or "sweep")
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"sweep file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file") from None
+    if data is None:
+        raise UserError(f"{path} is empty")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a sweep file must be a mapping of fields, got {type(data).__name__}")
+    return parse_sweep(data, name or data.get("name") or path.stem)
+
+
+def parse_sweep(data: dict, name: str) -> SweepSpec:
+    for k in data:
+        if k not in TOP_LEVEL:
+            hint = " (trial parameters go under 'fixed' or 'space')" if k in FIELD_NAMES else _did_you_mean(str(k), TOP_LEVEL)
+            raise ConfigError(str(k), "unknown sweep field" + hint)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ConfigError("name", f"must be a plain folder name, got {name!r}")
+    fixed = _mapping(data, "fixed")
+    for k in fixed:
+        if k not in FIELD_NAMES:
+            raise ConfigError(f"fixed.{k}", "unknown trial parameter" + _did_you_mean(str(k), FIELD_NAMES))
+    space = {}
+    for k, v in _mapping(data, "space").items():
+        if k not in FIELD_NAMES:
+            raise ConfigError(f"space.{k}", "unknown trial parameter" + _did_you_mean(str(k), FIELD_NAMES))
+        if k in NEVER_SEARCHED:
+            raise ConfigError(f"space.{k}", "is fixed per sweep and never searched; put it under 'fixed'")
+        if k in fixed:
+            raise ConfigError(f"space.{k}", "is also under 'fixed'; give it in one place")
+        space[k] = _parse_dist(k, v, fixed)
+    spec_kw = dict(name=name, fixed=fixed, space=space)
+    spec_kw["description"] = str(data.get("description") or "")
+    spec_kw["search"] = _enum(data, "search", SEARCH, "optuna")
+    spec_kw["objectives"] = _objectives(data.get("objectives"))
+    spec_kw["num_samples"] = _int(data, "num_samples", None, 1)
+    spec_kw["max_concurrent"] = _int(data, "max_concurrent", 2, 1)
+    spec_kw["search_seed"] = _int(data, "search_seed", 0, 0)
+    spec_kw["max_failures"] = _int(data, "max_failures", 1, 0)
+    spec_kw["trial_timeout_s"] = _seconds(data, "trial_timeout_s")
+    spec_kw["time_budget_s"] = _seconds(data, "time_budget_s")
+    spec_kw["resources"] = _resources(data.get("resources"))
+    refs = data.get("references") or []
+    if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+        raise ConfigError("references", "must be a list of mappings of trial parameters")
+    spec = SweepSpec(references=tuple(refs), **spec_kw)
+    # whole-trial checks: the default trial, each reference, and fixed parameters that can never apply
+    _fixed_applies(fixed, space)
+    spec.trial_config()
+    for i, ref in enumerate(refs):
+        try:
+            spec.trial_config(overrides=ref)
+        except ConfigError as e:
+            raise ConfigError(f"references[{i}].{e.field}", str(e).split(": ", 1)[1]) from None
+    if spec.search == "grid":
+        n_grid = len(spec.grid())
+        if spec.num_samples is not None and spec.num_samples < len(refs) + n_grid:
+            raise ConfigError("num_samples", f"{spec.num_samples} is fewer than the grid's {n_grid} points "
+                                             f"plus {len(refs)} references")
+    elif spec.num_samples is not None and spec.num_samples < len(refs):
+        raise ConfigError("num_samples", f"{spec.num_samples} is fewer than the {len(refs)} references")
+    if spec.search != "grid" and not space and not refs and (spec.num_samples or 12) > 1:
+        raise ConfigError("space", "is empty: nothing to search (use search: grid or add parameters)")
+    return spec
+
+
+def _mapping(data, key) -> dict:
+    v = data.get(key) or {}
+    if not isinstance(v, dict):
+        raise ConfigError(key, f"must be a mapping, got {type(v).__name__}")
+    return dict(v)
+
+
+def _parse_dist(name: str, spec, fixed: dict) -> Dist:
+    where = f"space.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(where, f"must be one of {{choice: [...]}}, {{uniform: [lo, hi]}}, "
+                                 f"{{loguniform: [lo, hi]}}, {{int: [lo, hi]}}; got {spec!r}")
+    kinds = [k for k in spec if k in DISTRIBUTIONS]
+    extra = [k for k in spec if k not in DISTRIBUTIONS and k != "default"]
+    if len(kinds) != 1 or extra:
+        raise ConfigError(where, f"needs exactly one of {', '.join(DISTRIBUTIONS)} (and optionally default); "
+                                 f"got keys {', '.join(map(str, spec))}")
+    kind = kinds[0]
+    values = spec[kind]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}.{kind}", "must be a non-empty list")
+    if kind == "choice":
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{where}.choice", f"has duplicate values: {values}")
+        checked = [_check_value(name, v, fixed, f"{where}.choice") for v in values]
+        values = tuple(checked)
+    else:
+        if len(values) != 2:
+            raise ConfigError(f"{where}.{kind}", f"must be [low, high], got {values}")
+        lo, hi = (parse_number(v, f"{where}.{kind}") for v in values)
+        if kind == "int":
+            if not (float(lo).is_integer() and float(hi).is_integer()):
+                raise ConfigError(f"{where}.int", f"bounds must be integers, got {values}")
+            lo, hi = int(lo), int(hi)
+        if not lo < hi:
+            raise ConfigError(f"{where}.{kind}", f"low {lo} must be below high {hi}")
+        if kind == "loguniform" and lo <= 0:
+            raise ConfigError(f"{where}.loguniform", f"bounds must be > 0, got {values}")
+        for v in (lo, hi):
+            _check_value(name, v, fixed, f"{where}.{kind}")
+        values = (lo, hi)
+    default = spec.get("default")
+    if default is not None:
+        default = _check_value(name, default, fixed, f"{where}.default")
+    else:
+        default = _natural_default(name, kind, values)
+    return Dist(name, kind, values, default)
+
+
+def _check_value(name, value, fixed, where):
+    """Validate one value of a parameter through TrialConfig, in a context where it applies."""
+    ctx = {k: v for k, v in fixed.items() if k in ("norm", "dataset", "model", "pretrain_epochs", "lr")}
+    ctx.update(_CONTEXT.get(name, {}))
+    ctx[name] = value
+    try:
+        cfg = TrialConfig.from_flat(ctx)
+    except ConfigError as e:
+        raise ConfigError(where, str(e).split(": ", 1)[1]) from None
+    return getattr(cfg, name) if not isinstance(getattr(cfg, name), tuple) else list(getattr(cfg, name))
+
+
+def _natural_default(name, kind, values):
+    base = TrialConfig.__dataclass_fields__[name].default
+    if kind == "choice":
+        return base if base in values else values[0]
+    lo, hi = values
+    if base is not None and not isinstance(base, (str, tuple)) and lo <= base <= hi:
+        return base
+    if kind == "loguniform":
+        return math.sqrt(lo * hi)
+    mid = (lo + hi) / 2
+    return int(round(mid)) if kind == "int" else mid
+
+
+def _fixed_applies(fixed: dict, space: dict):
+    for k in fixed:
+        deps = METHOD_KEYS.get(k)
+        if deps and not any(d in space for d in deps) and not applicable(k, fixed):
+            cfg_err = f"only applies with {', '.join(f'{d}: {v}' for d, v in _CONTEXT[k].items())}-like methods"
+            raise ConfigError(f"fixed.{k}", f"{cfg_err}, but {', '.join(f'{d}={fixed.get(d, TrialConfig.__dataclass_fields__[d].default)}' for d in deps)}")
+
+
+def _enum(data, key, choices, default):
+    v = data.get(key, default)
+    if v is None:
+        v = default
+    if v not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}; got {v!r}" + _did_you_mean(str(v), choices))
+    return v
+
+
+def _int(data, key, default, minimum):
+    v = data.get(key, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(key, f"expected an integer, got {v!r}")
+    if v < minimum:
+        raise ConfigError(key, f"must be >= {minimum}, got {v}")
+    return v
+
+
+def _seconds(data, key):
+    v = data.get(key)
+    if v is None:
+        return None
+    x = parse_number(v, key)
+    if not x > 0:
+        raise ConfigError(key, f"must be > 0 seconds, got {v!r}")
+    return x
+
+
+def _resources(v) -> dict:
+    if v is None:
+        return {"cpu": 1.0, "gpu": 0.0}
+    if not isinstance(v, dict):
+        raise ConfigError("resources", f"must be a mapping like {{cpu: 1, gpu: 0}}, got {v!r}")
+    for k in v:
+        if k not in ("cpu", "gpu"):
+            raise ConfigError(f"resources.{k}", "unknown resource; use cpu and gpu")
+    cpu = parse_number(v.get("cpu", 1), "resources.cpu")
+    gpu = parse_number(v.get("gpu", 0), "resources.gpu")
+    if not cpu > 0:
+        raise ConfigError("resources.cpu", f"must be > 0, got {cpu}")
+    if gpu < 0:
+        raise ConfigError("resources.gpu", f"must be >= 0, got {gpu}")
+    if gpu > 1 and not float(gpu).is_integer():
+        raise ConfigError("resources.gpu", f"fractions are only allowed below 1, got {gpu}")
+    return {"cpu": cpu, "gpu": gpu}
+
+
+def _objectives(v) -> tuple:
+    if v is None:
+        return (("robust_acc", "max"), ("model_bits", "min"))
+    items = []
+    if isinstance(v, dict):
+        items = list(v.items())
+    elif isinstance(v, list):
+        for o in v:
+            if isinstance(o, str) and ":" in o:
+                items.append(tuple(o.split(":", 1)))
+            elif isinstance(o, dict) and len(o) == 1:
+                items.append(next(iter(o.items())))
+            else:
+                raise ConfigError("objectives", f"entries look like 'robust_acc:max'; got {o!r}")
+    else:
+        raise ConfigError("objectives", f"must be a mapping {{metric: max|min}} or a list, got {v!r}")
+    if not items:
+        raise ConfigError("objectives", "needs at least one metric")
+    seen = set()
+    for metric, direction in items:
+        if metric not in METRICS:
+            raise ConfigError(f"objectives.{metric}", "is not a metric" + _did_you_mean(str(metric), METRICS)
+                              + f"; metrics: {', '.join(METRICS)}")
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"objectives.{metric}", f"direction must be max or min, got {direction!r}")
+        if metric in seen:
+            raise ConfigError(f"objectives.{metric}", "is given twice")
+        seen.add(metric)
+    return tuple((m, d) for m, d in items)
