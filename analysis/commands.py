@@ -1,0 +1,184 @@
+"""CLI commands of the analysis layer (registered by :mod:`rcsweep.cli`):
+
+- ``rcsweep pareto DIR [--objectives robust_acc:max,model_bits:min] [--by COLUMN] [--out FILE]``
+- ``rcsweep report DIR [--out FOLDER] [--by COLUMN] [--features [ID ...]]``
+- ``rcsweep features DIR [--trials ID ...] [--examples N] [--eps EPS] [--steps N] [--out STEM]``
+- ``rcsweep export DIR --pareto --out FOLDER`` (or ``--trials ID ...``)
+- ``rcsweep compare DIR DIR ... --out FILE``
+
+Handlers import pandas, matplotlib and torch lazily so that ``rcsweep --help`` stays instant.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_OBJECTIVES = "robust_acc:max,model_bits:min"  # = analysis.pareto.DEFAULT_OBJECTIVES
+
+
+def _objectives_arg(p):
+    p.add_argument("--objectives", default=None, metavar="COL:DIR,...",
+                   help="two or more numeric columns with max|min (default: the sweep's objectives from "
+                        f"sweep.yaml when it has two or more, else {DEFAULT_OBJECTIVES})")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pareto", help="Pareto front, hypervolume and figure of a sweep's finished trials",
+                       description="Writes FILE (the front as CSV), <stem>_excluded.csv (failed, running and "
+                                   "suspect trials with the reason), <stem>.json (hypervolume) and <stem>.png/.svg.")
+    p.add_argument("dir", metavar="DIR", help="sweep folder (holds results.csv)")
+    _objectives_arg(p)
+    p.add_argument("--by", metavar="COLUMN", help="also draw one front per value of COLUMN (pretrain, compression, "
+                                                  "finetune, ...)")
+    p.add_argument("--out", metavar="FILE", help="CSV of the front (default DIR/pareto.csv)")
+    p.set_defaults(func=cmd_pareto)
+
+    p = sub.add_parser("report", help="write report.md with the study's tables and figures",
+                       description="Writes FOLDER/report.md with figures and CSV tables beside it.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--out", metavar="FOLDER", help="default DIR/report")
+    _objectives_arg(p)
+    p.add_argument("--by", metavar="COLUMN", default="finetune", help="group fronts by COLUMN (default finetune)")
+    p.add_argument("--features", nargs="*", metavar="ID", default=None,
+                   help="add the feature-map analysis for these trials (no IDs: one per route and compression)")
+    p.add_argument("--data-dir", help="dataset folder for --features")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("features", help="feature-map change under attack, per layer, for saved trials",
+                       description="Writes STEM.csv, STEM.png/.svg (relative change per layer) and "
+                                   "STEM_maps.png/.svg (activation maps of the first trial).")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--trials", nargs="+", metavar="ID", help="trial ids (default: one per route and compression)")
+    p.add_argument("--examples", type=int, default=128, help="test images to average over (default 128)")
+    p.add_argument("--eps", help="attack epsilon in pixel units, e.g. 8/255 (default: each trial's eps_eval)")
+    p.add_argument("--steps", type=int, help="PGD steps (default: each trial's eval_steps)")
+    p.add_argument("--layer", type=int, help="layer index for the activation maps (default: the first spatial one)")
+    p.add_argument("--channels", type=int, default=4, help="channels in the activation-map grid (default 4)")
+    p.add_argument("--out", metavar="STEM", help="default DIR/features")
+    p.add_argument("--data-dir", help="dataset folder")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("export", help="copy the Pareto front's models into a folder",
+                       description="Copies model.pt, model.json and record.json of each chosen trial into "
+                                   "FOLDER/<trial_id>/ (checksums checked first) and writes FOLDER/pareto.csv.")
+    p.add_argument("dir", metavar="DIR")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pareto", action="store_true", help="export the front's models")
+    what.add_argument("--trials", nargs="+", metavar="ID", help="export these trials' models")
+    _objectives_arg(p)
+    p.add_argument("--out", metavar="FOLDER", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="several sweeps on one figure: fronts and hypervolume over trials",
+                       description="Writes FILE's stem .png/.svg, .csv (hypervolume curves) and .json.")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    _objectives_arg(p)
+    p.add_argument("--out", metavar="FILE", required=True, help="figure path, e.g. compare.png")
+    p.set_defaults(func=cmd_compare)
+
+
+def sweep_objectives(folder) -> str:
+    """The objectives of ``folder/sweep.yaml`` when it names two or more, else the default."""
+    path = Path(folder) / "sweep.yaml"
+    if path.is_file():
+        try:
+            from rcsweep.sweepfile import load_sweep
+
+            objs = load_sweep(path).objectives
+            if len(objs) >= 2:
+                return ",".join(f"{m}:{d}" for m, d in objs)
+        except Exception:  # an unreadable sweep.yaml must not stop the analysis; the default applies
+            pass
+    return DEFAULT_OBJECTIVES
+
+
+def cmd_pareto(args) -> int:
+    from rcsweep.errors import UserError
+
+    from .common import load_sweep
+    from .export import write_pareto
+    from .pareto import pareto_analysis
+
+    df = load_sweep(args.dir)
+    out = Path(args.out) if args.out else Path(args.dir) / "pareto.csv"
+    if out.suffix.lower() != ".csv":
+        raise UserError(f"--out {out} must be a .csv file (the figures take its stem)")
+    res = pareto_analysis(df, args.objectives or sweep_objectives(args.dir), by=args.by)
+    paths = write_pareto(res, out)
+    print(f"front: {len(res.front)} of {len(res.usable)} usable finished trials "
+          f"({len(res.excluded)} excluded -> {paths[1]})")
+    cols = ["trial_id"] + [o.column for o in res.objectives]
+    print(res.front[cols].to_string(index=False))
+    print(f"hypervolume: {res.hypervolume:.6g}  ({'; '.join(f'{k}: {v}' for k, v in res.normalisation.items())})")
+    for k, v in res.group_hypervolume.items():
+        print(f"  {args.by}={k}: hypervolume {v:.6g}, front of {len(res.group_fronts[_key(res, k)])}")
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _key(res, k: str):
+    return next(g for g in res.group_fronts if str(g) == k)
+
+
+def cmd_report(args) -> int:
+    from .common import load_sweep
+    from .report import representative_trials, write_report
+
+    trials = args.features
+    if trials is not None and not trials:
+        trials = representative_trials(load_sweep(args.dir))
+    path = write_report(args.dir, args.out, args.objectives or sweep_objectives(args.dir), by=args.by,
+                        feature_trials=trials, data_dir=args.data_dir)
+    print(f"wrote {path} (figures and CSV tables beside it)")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from rcsweep.config import parse_number
+    from rcsweep.errors import UserError
+
+    from .common import load_sweep
+    from .features import run_features
+    from .report import representative_trials
+
+    df = load_sweep(args.dir)
+    trials = args.trials or representative_trials(df)
+    if not trials:
+        raise UserError(f"no usable finished trials in {args.dir} to analyse; name them with --trials")
+    if args.examples < 1 or args.channels < 1:
+        raise UserError("--examples and --channels must be >= 1")
+    eps = parse_number(args.eps, "--eps") if args.eps is not None else None
+    out = Path(args.out) if args.out else Path(args.dir) / "features"
+    paths = run_features(args.dir, trials, out.with_suffix("") if out.suffix in (".png", ".svg", ".csv") else out,
+                         n_examples=args.examples, eps=eps, steps=args.steps, layer_index=args.layer,
+                         n_channels=args.channels, data_dir=args.data_dir)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from rcsweep.errors import UserError
+
+    from .common import load_sweep
+    from .export import export_models
+    from .pareto import pareto_analysis
+
+    df = load_sweep(args.dir)
+    if args.pareto:
+        rows = pareto_analysis(df, args.objectives or sweep_objectives(args.dir)).front
+    else:
+        unknown = [t for t in args.trials if t not in set(df["trial_id"])]
+        if unknown:
+            raise UserError(f"trial {unknown[0]!r} is not in {args.dir}/results.csv")
+        rows = df.set_index("trial_id", drop=False).loc[args.trials]
+    paths = export_models(args.dir, rows, args.out)
+    print(f"exported {len(rows)} models to {args.out} ({len(paths)} files, index {args.out}/pareto.csv)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import run_compare
+
+    paths = run_compare(args.dirs, args.out, args.objectives or sweep_objectives(args.dirs[0]))
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+

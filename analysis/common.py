@@ -1,0 +1,120 @@
+"""What every analysis needs from a sweep folder: its rows split into usable and excluded, the
+reference models, readable labels for a trial's methods, the trials' folders and test-set sizes.
+
+A sweep folder holds ``results.csv`` (read with :func:`rcsweep.results.load_results`) and, per
+trial, ``trials/<trial_id>/{record.json,model.pt,model.json}``. Nothing here needs ``sweep.yaml``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from rcsweep.errors import UserError
+from rcsweep.results import load_results
+
+TRIALS_DIR = "trials"
+# test-split sizes of the built-in datasets, so a CI needs no data on the analysing machine
+TEST_SPLIT_SIZES = {"digits": 360, "fashion_mnist": 10000, "cifar10": 10000}
+
+
+def load_sweep(folder) -> pd.DataFrame:
+    """``results.csv`` of a sweep folder; a UserError (one line) if ``folder`` is not a sweep."""
+    return load_results(Path(folder))
+
+
+def split_usable(df: pd.DataFrame, needed=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(usable, excluded): usable rows are finished, not suspect and have every ``needed`` column;
+    ``excluded`` holds the others with a ``reason`` column (failed, running, suspect, missing)."""
+    reasons = []
+    for _, r in df.iterrows():
+        if r["status"] == "failed":
+            reasons.append("failed: " + (str(r.get("error") or "") or "no error recorded"))
+        elif r["status"] != "finished":
+            reasons.append(f"{r['status']}: not finished")
+        elif bool(r.get("suspect", False)):
+            reasons.append("suspect: " + (str(r.get("suspect_reason") or "") or "no reason recorded"))
+        else:
+            missing = [c for c in needed if _missing(r.get(c))]
+            reasons.append(f"missing {', '.join(missing)}" if missing else "")
+    reasons = pd.Series(reasons, index=df.index, dtype=object)
+    excluded = df[reasons != ""].copy()
+    excluded.insert(1, "reason", reasons[reasons != ""])
+    return df[reasons == ""].copy(), excluded
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def is_reference(df: pd.DataFrame) -> pd.Series:
+    """Reference models: rows flagged ``is_reference`` and the dense models without fine-tuning
+    (dense standard, dense adversarial)."""
+    flagged = df["is_reference"].astype(bool) if "is_reference" in df else False
+    dense = (df.get("compression") == "none") & (df.get("finetune") == "none")
+    return flagged | dense
+
+
+def reference_name(row) -> str:
+    """'dense standard', 'dense adversarial' or the row's route for a flagged reference."""
+    if row.get("compression") == "none" and row.get("finetune") == "none":
+        return f"dense {row.get('pretrain')}"
+    return f"reference {row['trial_id']}"
+
+
+def compression_level(row) -> str:
+    """A short label for the compression of a row: 'none', 'prune 50%', 'quant w8a8 ptq', ..."""
+    method = row.get("compression")
+    if not isinstance(method, str):
+        return "?"
+    parts = [method]
+    if method.startswith("prune") and not _missing(row.get("sparsity")):
+        parts.append(f"{float(row['sparsity']):.0%}")
+    if method.endswith("quant"):
+        w, a = row.get("weight_bits"), row.get("act_bits")
+        if not _missing(w) and not _missing(a):
+            parts.append(f"w{int(w)}a{int(a)}")
+        if isinstance(row.get("quant_mode"), str):
+            parts.append(row["quant_mode"])
+    return " ".join(parts)
+
+
+def route(row) -> str:
+    """The training route of a row: '<pretrain> pretrain, <finetune> FT'."""
+    return f"{row.get('pretrain')} pretrain, {row.get('finetune')} FT"
+
+
+def trial_dir(folder, trial_id: str) -> Path:
+    return Path(folder) / TRIALS_DIR / str(trial_id)
+
+
+def n_test(folder, df: pd.DataFrame) -> pd.Series:
+    """Test-set size of each row: ``evaluation.n_test`` of its record.json, else ``test_size``
+    capped at the dataset's test split, else the split's size (NaN if unknown)."""
+    out = []
+    for _, r in df.iterrows():
+        rec = trial_dir(folder, r["trial_id"]) / "record.json"
+        n = None
+        if rec.is_file():
+            try:
+                n = json.loads(rec.read_text()).get("evaluation", {}).get("n_test")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                n = None
+        if not n:
+            split = TEST_SPLIT_SIZES.get(r.get("dataset"), math.nan)
+            size = r.get("test_size")
+            n = split if _missing(size) else min(float(size), split) if not math.isnan(split) else float(size)
+        out.append(float(n))
+    return pd.Series(out, index=df.index, dtype=float)
+
+
+def check_column(df: pd.DataFrame, column: str, what: str = "column") -> None:
+    """A UserError naming the closest column if ``column`` is not in ``df``."""
+    if column not in df.columns:
+        import difflib
+
+        close = difflib.get_close_matches(column, list(df.columns), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{what} {column!r} is not a column of results.csv{hint}")

@@ -1,0 +1,148 @@
+"""``report.md`` for a sweep, with its figures beside it: the Pareto front, the study's tables
+(accuracy per pretraining x compression level x fine-tuning, with spread over seeds and 95%
+confidence intervals), robustness curves, compute per stage, suspect and failed trials, and
+optionally the feature-map analysis of chosen trials. Numbers come from :mod:`analysis.tables`
+and :mod:`analysis.pareto`; this module only writes."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from rcsweep.errors import UserError
+from rcsweep.fileio import atomic_write_text
+
+from . import plots
+from .common import compression_level, is_reference, load_sweep, n_test, route, split_usable
+from .export import to_csv
+from .pareto import DEFAULT_OBJECTIVES, pareto_analysis
+from .tables import accuracy_long, compute_table, robustness_curves, study_table, suspect_rows, wilson_interval
+
+
+def md_table(df: pd.DataFrame, index: bool = True) -> str:
+    """A GitHub-flavoured Markdown table (pandas' to_markdown needs tabulate, which we do not require)."""
+    if df.empty:
+        return "_none_\n"
+    d = df.reset_index() if index else df
+    cell = lambda v: (f"{v:.4g}" if isinstance(v, float) else str(v)).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(cell, d.columns)) + " |", "|" + "---|" * len(d.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _pct_ci(p, n) -> str:
+    lo, hi = wilson_interval(p, n)
+    return f"{100 * p:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" if lo == lo else f"{100 * p:.1f}"
+
+
+def _front_table(result, ntest: pd.Series) -> pd.DataFrame:
+    rows = []
+    for i, r in result.front.iterrows():
+        rows.append({"trial": r["trial_id"], "route": route(r), "compression": compression_level(r),
+                     "clean acc % [95% CI]": _pct_ci(r["clean_acc"], ntest.get(i, math.nan)),
+                     "robust acc % [95% CI]": _pct_ci(r["robust_acc"], ntest.get(i, math.nan)),
+                     **{o.column: r[o.column] for o in result.objectives if not o.column.endswith("_acc")},
+                     "size vs dense": f"1/{r['dense_model_bits'] / r['model_bits']:.3g}"
+                     if r.get("model_bits") and r.get("dense_model_bits") == r.get("dense_model_bits") else ""})
+    return pd.DataFrame(rows)
+
+
+def _compute_md(t: pd.DataFrame) -> str:
+    show = pd.DataFrame({"route, compression": t["label"]})
+    for c, name in (("time_pretrain_s", "pretrain (s)"), ("time_compress_s", "compress (s)"),
+                    ("time_finetune_s", "fine-tune (s)"), ("time_evaluate_s", "evaluate (s)")):
+        if c in t:
+            show[name] = t[c].map(lambda v: f"{v:.3g}")
+    show["pretrain FLOPs"] = t["flops_pretrain"].map(lambda v: f"{v:.3g}")
+    show["fine-tune FLOPs"] = t["flops_finetune"].map(lambda v: f"{v:.3g}")
+    show["training FLOPs vs full adversarial training"] = t["flops_vs_full_adv"].map(
+        lambda v: f"{v:.2f}x" if v == v else "–")
+    show["robust acc %"] = t["robust_acc"].map(lambda v: f"{100 * v:.1f}")
+    return md_table(show, index=False)
+
+
+def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | None = "finetune",
+                 feature_trials=None, n_examples: int = 128, data_dir=None) -> Path:
+    """Write ``out_dir/report.md`` (default ``folder/report``) and its figures; returns its path."""
+    folder = Path(folder)
+    out = Path(out_dir) if out_dir else folder / "report"
+    df = load_sweep(folder)
+    usable, _ = split_usable(df, ["clean_acc", "robust_acc"])
+    if usable.empty:
+        raise UserError(f"no usable finished trials in {folder} (statuses: "
+                        f"{', '.join(f'{n} {s}' for s, n in df['status'].value_counts().items()) or 'none'})")
+    out.mkdir(parents=True, exist_ok=True)
+    ntest = n_test(folder, df)
+    status = df["status"].value_counts()
+    sus = suspect_rows(df)
+    eps = plots.eps_text(usable)
+    md = [f"# Sweep report: {folder.resolve().name}\n",
+          f"{len(df)} trials: {status.get('finished', 0)} finished ({len(usable)} used here, {len(sus)} suspect), "
+          f"{status.get('failed', 0)} failed, {status.get('running', 0)} running. "
+          f"Datasets: {', '.join(map(str, usable['dataset'].unique()))}; models: "
+          f"{', '.join(map(str, usable['model'].unique()))}; test images per evaluation: "
+          f"{', '.join(str(int(n)) for n in sorted(ntest[usable.index].dropna().unique()))}.\n"]
+
+    res = pareto_analysis(df, objectives, by=by if by in df.columns else None)
+    plots.plot_pareto(res, out / "pareto")
+    to_csv(res.front, out / "pareto.csv")
+    md += [f"## Pareto front ({', '.join(map(str, res.objectives))})\n", "![Pareto front](pareto.png)\n",
+           f"Hypervolume **{res.hypervolume:.4f}** ({'; '.join(f'{k}: {v}' for k, v in res.normalisation.items())}). "
+           f"Reference models (stars): {', '.join(res.references['trial_id']) or 'none'}.\n",
+           md_table(_front_table(res, ntest), index=False)]
+
+    long = accuracy_long(usable, ntest)
+    to_csv(long, out / "study_accuracy.csv")
+    md += ["## The study's tables\n",
+           "Cells: mean accuracy in % ± standard deviation over seeds (with several), [95% Wilson interval "
+           "for the test-set size at that mean], (number of seeds). Suspect trials are left out.\n"]
+    for metric, name in (("robust_acc", f"Robust accuracy{eps}"), ("clean_acc", "Clean accuracy")):
+        md += [f"### {name} (%), by fine-tuning\n", md_table(study_table(long, metric))]
+
+    curves = robustness_curves(usable)
+    if not curves.empty:
+        to_csv(curves, out / "robustness_curves.csv")
+        plots.plot_robustness_curves(curves, out / "robustness", eps_eval=float(usable["eps_eval"].iloc[0])
+                                     if usable["eps_eval"].nunique() == 1 else None, norm=str(usable["norm"].iloc[0]))
+        md += ["## Robustness curves\n", "![Robustness curves](robustness.png)\n",
+               "Accuracy under the evaluation attack against ε (ε = 0 is the clean accuracy), mean over seeds; "
+               "a band is ±1 standard deviation where there are several seeds.\n"]
+
+    comp = compute_table(usable)
+    to_csv(comp, out / "compute.csv")
+    md += ["## Compute\n", "Mean wall-clock time per stage and estimated training FLOPs (2 x MACs x 3 for forward "
+           "and backward, x (1 + attack steps) for adversarial examples). \"Full adversarial training\" is "
+           "adversarial pretraining without fine-tuning, at the same compression level (else dense). A trial "
+           "that reused a shared pretrained model shows that model's pretraining time only if the sweep "
+           "recorded it.\n", _compute_md(comp)]
+
+    md += ["## Suspect trials\n", "Finished trials whose evaluation failed a gradient-masking check; their "
+           "robust accuracy is not trusted and they are left out above.\n", md_table(sus, index=False)]
+    failed = df[df["status"] == "failed"][["trial_id", "error"]]
+    md += ["## Failed trials\n", md_table(failed, index=False)]
+
+    if feature_trials:
+        from .features import run_features
+
+        run_features(folder, list(feature_trials), out / "features", n_examples=n_examples, data_dir=data_dir)
+        md += ["## Feature maps\n", "![Layer change](features.png)\n", "![Activation maps](features_maps.png)\n"]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(md))
+    return path
+
+
+def representative_trials(df: pd.DataFrame, limit: int = 6) -> list[str]:
+    """One usable trial (lowest seed) per route x compression method, references first."""
+    usable, _ = split_usable(df, ["robust_acc"])
+    usable = usable.assign(_ref=~is_reference(usable), _route=[route(r) for _, r in usable.iterrows()])
+    picked = usable.sort_values(["_ref", "seed"], kind="stable").drop_duplicates(["_route", "compression"])
+    return list(picked["trial_id"][:limit])
+
+
+if __name__ == "__main__":  # python -m analysis.report DIR ... == rcsweep report DIR ...
+    import sys
+
+    from rcsweep.cli import main
+
+    sys.exit(main(["report", *sys.argv[1:]]))

@@ -1,0 +1,166 @@
+"""The study's tables, computed (``analysis.report`` writes them): accuracy per pretraining x
+compression level x fine-tuning with mean, spread over seeds and a 95% confidence interval;
+robustness curves; time and training FLOPs per stage.
+
+Confidence interval: Wilson's score interval for a proportion, at the (seed-mean) accuracy with
+``n = n_test`` test images. It is the test-set sampling uncertainty of one evaluation (1,000
+images give about +-3 points at 50%); seeds are evaluated on the same test images, so pooling
+them would overstate the precision, and their spread is reported separately (standard deviation).
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rcsweep.config import COMPRESSION, FIELD_NAMES, FINETUNE, PRETRAIN
+
+from .common import compression_level, route
+
+Z95 = 1.959963984540054
+METHOD_FIELDS = ("seed", "pretrain", "compression", "sparsity", "prune_scope", "weight_bits", "act_bits", "quant_mode",
+                 "finetune", "finetune_epochs", "finetune_lr", "eps_finetune", "eps_curve", "eps_pretrain",
+                 "eps_ramp_epochs")
+FINETUNE_FIELDS = ("finetune_epochs", "finetune_lr", "eps_finetune")
+STAGE_TIMES = ("time_pretrain_s", "time_compress_s", "time_finetune_s", "time_evaluate_s")
+
+
+def wilson_interval(p: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` observed on ``n`` trials (NaN if unknown)."""
+    if not n or n != n or p != p:
+        return math.nan, math.nan
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _varying(df: pd.DataFrame, fields) -> list[str]:
+    out = []
+    for f in fields:
+        if f in df and df[f].map(lambda v: repr(v) if isinstance(v, (list, tuple)) else v).dropna().nunique() > 1:
+            out.append(f)
+    return out
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def label_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``compression_level``, ``route``, ``row`` (pretraining x compression level, plus any other
+    parameter that varies between the rows) and ``column`` (fine-tuning, plus its parameters that
+    vary) to a copy of ``df``."""
+    df = df.copy()
+    df["compression_level"] = [compression_level(r) for _, r in df.iterrows()]
+    df["route"] = [route(r) for _, r in df.iterrows()]
+    other = _varying(df, [f for f in FIELD_NAMES if f not in METHOD_FIELDS])
+    df["row"] = [" | ".join([f"{r['pretrain']} pretrain", r["compression_level"]] +
+                            [f"{f}={_fmt(r[f])}" for f in other]) for _, r in df.iterrows()]
+    vary = {ft: _varying(sub, FINETUNE_FIELDS) for ft, sub in df.groupby("finetune")}
+    df["column"] = [r["finetune"] + (f" ({', '.join(f'{f}={_fmt(r[f])}' for f in vary[r['finetune']])})"
+                                     if vary.get(r["finetune"]) else "") for _, r in df.iterrows()]
+    df["_order"] = _order_key(df)
+    return df
+
+
+def _order_key(df: pd.DataFrame) -> pd.Series:
+    """Study order: standard before adversarial, none before the compressions in config order."""
+    rank = lambda seq, v: seq.index(v) if v in seq else len(seq)  # noqa: E731
+    return pd.Series([(rank(PRETRAIN, r["pretrain"]), rank(COMPRESSION, r["compression"]),
+                       _num(r.get("sparsity"), 0.0), -_num(r.get("weight_bits"), 99.0), rank(FINETUNE, r["finetune"]),
+                       r["row"], r["column"]) for _, r in df.iterrows()], index=df.index)
+
+
+def _num(v, default: float) -> float:
+    return default if v is None or v != v else float(v)
+
+
+def accuracy_long(df: pd.DataFrame, n_test: pd.Series) -> pd.DataFrame:
+    """One row per (row, column, metric): mean, std over seeds (NaN for one seed), n_seeds,
+    n_test and the Wilson 95% interval ``ci_low``/``ci_high`` at the mean. ``df``: usable rows."""
+    d = label_rows(df)
+    d["n_test"] = n_test.reindex(d.index)
+    d = d.sort_values("_order", kind="stable")
+    out = []
+    for (row, col), g in d.groupby(["row", "column"], sort=False):
+        for metric in ("clean_acc", "robust_acc"):
+            v = g[metric].astype(float).dropna()
+            if v.empty:
+                continue
+            mean, n = float(v.mean()), float(g["n_test"].min())
+            lo, hi = wilson_interval(mean, n)
+            out.append({"row": row, "column": col, "metric": metric, "mean": mean,
+                        "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan, "n_seeds": len(v),
+                        "n_test": n, "ci_low": lo, "ci_high": hi, "trial_ids": list(g["trial_id"])})
+    return pd.DataFrame(out, columns=["row", "column", "metric", "mean", "std", "n_seeds", "n_test", "ci_low",
+                                      "ci_high", "trial_ids"])
+
+
+def format_cell(r) -> str:
+    """'85.3 ± 1.2 [82.1, 88.0] (n=3)' in percent; spread and n only with several seeds."""
+    s = f"{100 * r['mean']:.1f}"
+    if r["n_seeds"] > 1:
+        s += f" ± {100 * r['std']:.1f}"
+    if r["ci_low"] == r["ci_low"]:
+        s += f" [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+    return s + (f" (n={r['n_seeds']})" if r["n_seeds"] > 1 else "")
+
+
+def study_table(long: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Wide table of formatted cells: rows pretraining x compression level, columns fine-tuning."""
+    m = long[long["metric"] == metric]
+    if m.empty:
+        return pd.DataFrame()
+    rows = list(dict.fromkeys(m["row"]))
+    cols = sorted(dict.fromkeys(m["column"]), key=lambda c: (FINETUNE.index(c.split()[0]) if c.split()[0] in FINETUNE
+                                                             else 9, c))
+    table = pd.DataFrame("–", index=rows, columns=cols)
+    for _, r in m.iterrows():
+        table.loc[r["row"], r["column"]] = format_cell(r)
+    table.index.name = "pretraining | compression"
+    return table
+
+
+def robustness_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy against epsilon per (route, compression level): epsilon 0 is the clean accuracy,
+    then ``robust_acc_curve`` and ``robust_acc`` at ``eps_eval``; mean, std and n over seeds."""
+    d = label_rows(df)
+    pts = []
+    for _, r in d.iterrows():
+        curve = {0.0: r["clean_acc"], float(r["eps_eval"]): r["robust_acc"]}
+        curve.update({float(e): a for e, a in (r.get("robust_acc_curve") or {}).items()})
+        label = f"{r['route']}, {r['compression_level']}"
+        pts += [{"label": label, "route": r["route"], "compression_level": r["compression_level"], "eps": e, "acc": a,
+                 "_order": r["_order"]} for e, a in curve.items() if a == a]
+    if not pts:
+        return pd.DataFrame(columns=["label", "route", "compression_level", "eps", "mean", "std", "n"])
+    p = pd.DataFrame(pts).sort_values(["_order", "eps"], kind="stable")
+    g = p.groupby(["label", "route", "compression_level", "eps"], sort=False)["acc"]
+    return g.agg(mean="mean", std="std", n="count").reset_index()
+
+
+def compute_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean time (s) and training FLOPs per stage for each route x compression level, and the
+    training FLOPs relative to full adversarial training (adversarial pretraining, no fine-tuning)
+    at the same compression level, or of the dense model where that is missing."""
+    d = label_rows(df).sort_values("_order", kind="stable")
+    cols = [c for c in STAGE_TIMES + ("flops_pretrain", "flops_finetune", "robust_acc") if c in d]
+    t = d.groupby(["route", "compression_level", "pretrain", "finetune"], sort=False)[cols].mean().reset_index()
+    t["train_flops"] = t.get("flops_pretrain", 0) + t.get("flops_finetune", 0)
+    t["train_time_s"] = sum(t[c] for c in ("time_pretrain_s", "time_compress_s", "time_finetune_s") if c in t)
+    full = t[(t["pretrain"] == "adversarial") & (t["finetune"] == "none")].set_index("compression_level")["train_flops"]
+    dense = full.get("none", math.nan)
+    t["flops_vs_full_adv"] = [f / full.get(lvl, dense) if full.get(lvl, dense) else math.nan
+                              for f, lvl in zip(t["train_flops"], t["compression_level"])]
+    t.insert(0, "label", t["route"] + ", " + t["compression_level"])
+    return t
+
+
+def suspect_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials whose evaluation failed a gradient-masking check, with the reasons."""
+    s = df[(df["status"] == "finished") & df["suspect"].astype(bool)]
+    if s.empty:
+        return pd.DataFrame(columns=["trial_id", "route", "compression_level", "robust_acc", "suspect_reason"])
+    s = label_rows(s)
+    return s[["trial_id", "route", "compression_level", "robust_acc", "suspect_reason"]]

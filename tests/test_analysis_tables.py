@@ -1,0 +1,89 @@
+"""The study's tables: aggregation over seeds, confidence intervals, robustness curves, compute."""
+import math
+
+import pytest
+from analysis_helpers import DENSE_BITS, STANDARD_ROWS, write_sweep
+
+from analysis.common import load_sweep, n_test, split_usable
+from analysis.tables import (accuracy_long, compute_table, label_rows, robustness_curves, study_table, suspect_rows,
+                             wilson_interval)
+
+ROWS = [
+    ("s0", "finished", dict(seed=0, clean=0.90, robust=0.10, test_size=200, curve={"0.05": 0.5})),
+    ("s1", "finished", dict(seed=1, clean=0.94, robust=0.30, test_size=200, curve={"0.05": 0.7})),
+    ("a0", "finished", dict(pretrain="adversarial", seed=0, clean=0.85, robust=0.55, test_size=200)),
+    ("p0", "finished", dict(compression="prune", sparsity=0.5, finetune="adversarial", seed=0, clean=0.88,
+                            robust=0.50, bits=DENSE_BITS // 2, test_size=200)),
+    ("p1", "finished", dict(compression="prune", sparsity=0.5, finetune="adversarial", seed=1, clean=0.86,
+                            robust=0.46, bits=DENSE_BITS // 2, test_size=200)),
+    ("q0", "finished", dict(compression="prune", sparsity=0.5, seed=0, clean=0.80, robust=0.01, bits=DENSE_BITS // 2)),
+]
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(0.5, 1000)
+    assert (lo, hi) == (pytest.approx(0.46907, abs=1e-5), pytest.approx(0.53093, abs=1e-5))  # about +-3 points
+    lo, hi = wilson_interval(1.0, 100)
+    assert hi == 1.0 and lo == pytest.approx(0.96301, abs=1e-5)
+    assert all(math.isnan(v) for v in wilson_interval(0.5, math.nan))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return write_sweep(tmp_path, ROWS)
+
+
+def test_accuracy_aggregates_seeds_with_spread_and_ci(sweep):
+    df = load_sweep(sweep)
+    usable, _ = split_usable(df)
+    nt = n_test(sweep, usable)
+    assert nt.tolist() == [200] * 5 + [360]  # test_size, else the digits test split
+    long = accuracy_long(usable, nt).set_index(["row", "column", "metric"])
+    dense = long.loc[("standard pretrain | none", "none", "robust_acc")]
+    assert dense["mean"] == pytest.approx(0.2) and dense["std"] == pytest.approx(math.sqrt(0.02))
+    assert dense["n_seeds"] == 2 and sorted(dense["trial_ids"]) == ["s0", "s1"]
+    assert (dense["ci_low"], dense["ci_high"]) == pytest.approx(wilson_interval(0.2, 200))
+    pruned = long.loc[("standard pretrain | prune 50%", "adversarial", "clean_acc")]
+    assert pruned["mean"] == pytest.approx(0.87) and pruned["n_seeds"] == 2
+    single = long.loc[("adversarial pretrain | none", "none", "robust_acc")]
+    assert single["n_seeds"] == 1 and math.isnan(single["std"])
+    no_ft = long.loc[("standard pretrain | prune 50%", "none", "robust_acc")]
+    assert no_ft["n_test"] == 360 and (no_ft["ci_low"], no_ft["ci_high"]) == pytest.approx(wilson_interval(0.01, 360))
+
+    table = study_table(accuracy_long(usable, nt), "robust_acc")
+    assert list(table.index) == ["standard pretrain | none", "standard pretrain | prune 50%",
+                                 "adversarial pretrain | none"]
+    assert list(table.columns) == ["none", "adversarial"]
+    assert table.loc["standard pretrain | none", "none"].startswith("20.0 ± 14.1 [")
+    assert table.loc["adversarial pretrain | none", "adversarial"] == "–"
+
+
+def test_other_varying_parameters_split_rows(tmp_path):
+    rows = [("e1", "finished", dict(eps_eval=0.1)), ("e2", "finished", dict(eps_eval=0.2))]
+    d = label_rows(load_sweep(write_sweep(tmp_path, rows)))
+    assert d["row"].tolist() == ["standard pretrain | none | eps_eval=0.1", "standard pretrain | none | eps_eval=0.2"]
+
+
+def test_robustness_curves(sweep):
+    usable, _ = split_usable(load_sweep(sweep))
+    c = robustness_curves(usable)
+    dense = c[c["label"] == "standard pretrain, none FT, none"].set_index("eps")
+    assert dense.index.tolist() == [0.0, 0.05, 0.1]
+    assert dense["mean"].tolist() == pytest.approx([0.92, 0.6, 0.2])
+    assert dense["n"].tolist() == [2, 2, 2]
+
+
+def test_compute_table_relates_to_full_adversarial_training(sweep):
+    usable, _ = split_usable(load_sweep(sweep))
+    t = compute_table(usable).set_index("label")
+    adv_ft = t.loc["standard pretrain, adversarial FT, prune 50%"]
+    # standard pretraining (1e9) + adversarial fine-tuning (3.3e9) against dense adversarial training (11e9)
+    assert adv_ft["train_flops"] == pytest.approx(4.3e9)
+    assert adv_ft["flops_vs_full_adv"] == pytest.approx(4.3 / 11)
+    assert t.loc["adversarial pretrain, none FT, none", "flops_vs_full_adv"] == pytest.approx(1.0)
+    assert adv_ft["train_time_s"] == pytest.approx(10 + 0.1 + 33)
+
+
+def test_suspect_rows_list_reasons(tmp_path):
+    s = suspect_rows(load_sweep(write_sweep(tmp_path, STANDARD_ROWS)))
+    assert s["trial_id"].tolist() == ["t06"] and "large_eps" in s["suspect_reason"].iloc[0]
