@@ -89,7 +89,7 @@ def load_dataset(name: str, split: str, *, data_dir=None, train_size: Optional[i
         if split == "train" and train_size is not None:
             idx = idx[:train_size]
         x, y = x_tr[idx], y_tr[idx]
-    images = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+    images = torch.from_numpy(np.array(x, dtype=np.float32))  # a copy: the cached arrays stay read-only
     if x.dtype == np.uint8:
         images = images / 255.0
     images = images.reshape(len(images), *info.shape)

@@ -43,8 +43,11 @@ class EvalResult:
         return d
 
 
-def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes: int):
+def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes: int, attack=None):
     t = threat_model(norm, eps)
+    if attack is not None:  # one user-chosen attack class, run alone
+        kw = {"steps": steps, "restarts": restarts, "early_stop": True} if issubclass(attack, PGD) else {}
+        return [attack(t, **kw)]
     second = "dlr" if num_classes >= 3 else "cw"
     return [PGD(t, steps=steps, restarts=restarts, loss="ce", early_stop=True),
             PGD(t, steps=steps, restarts=1, loss=second, early_stop=True)]
@@ -80,8 +83,10 @@ def robust_accuracy(model, x, y, *, norm: str, eps: float, steps: int = 20, rest
 
 
 def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=(), steps: int = 20,
-             restarts: int = 2, device="cpu", num_classes: int = 10, checks: bool = True) -> EvalResult:
-    """Evaluate ``model`` (on the ``test`` split, by convention) and run the masking checks."""
+             restarts: int = 2, device="cpu", num_classes: int = 10, checks: bool = True, attack=None) -> EvalResult:
+    """Evaluate ``model`` (on the ``test`` split, by convention) and run the masking checks.
+
+    ``attack``: an attack class to run alone instead of the default PGD-CE + PGD-DLR sequence."""
     t0 = time.perf_counter()
     model.eval().to(device)
     clean = _predict(model, x, device) == y
@@ -89,13 +94,13 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
     alive, curve = clean, {}
     for eps in eps_all:  # nested balls: only survivors of the smaller eps are attacked
         if eps > 0:
-            alive = robust_correct(model, x, y, _eval_attacks(norm, eps, steps, restarts, num_classes),
+            alive = robust_correct(model, x, y, _eval_attacks(norm, eps, steps, restarts, num_classes, attack),
                                    device, alive=alive)
         curve[eps] = alive.float().mean().item()
     res = EvalResult(clean_acc=clean.float().mean().item(), robust_acc=curve[eps_eval], eps_eval=eps_eval,
                      norm=norm, robust_acc_curve={e: curve[e] for e in sorted(set(eps_curve))}, n_test=len(x),
-                     attack=f"PGD-CE {steps} steps x {restarts} restarts + PGD-{'DLR' if num_classes >= 3 else 'CW'} "
-                            f"{steps} steps, random start")
+                     attack=(f"PGD-CE {steps} steps x {restarts} restarts + PGD-{'DLR' if num_classes >= 3 else 'CW'} "
+                             f"{steps} steps, random start") if attack is None else attack.__name__)
     if checks and eps_eval > 0:
         res.checks = masking_checks(model, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], norm=norm, eps=eps_eval,
                                     steps=steps, device=device, num_classes=num_classes)
