@@ -17,6 +17,7 @@ from torch import nn
 
 from .checkpoint import library_versions, load_model, save_model
 from .compress import Compression, compress_
+from .compress.int8 import integer_check
 from .config import SCHEMA_VERSION, TrialConfig
 from .data import DatasetInfo, dataset_info, load_dataset
 from .evaluate import EvalResult, evaluate
@@ -76,11 +77,13 @@ def finetune(model: nn.Module, comp: Compression, cfg: TrialConfig, data: TrialD
     if cfg.finetune == "none" or cfg.finetune_epochs == 0:
         return []
     adv = cfg.finetune == "adversarial"
-    return fit(model, data.train, data.val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, lr_schedule="cosine",
-               momentum=cfg.momentum, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, device=device,
-               seed=cfg.seed + 1, norm=cfg.norm, eps=cfg.eps_finetune if adv else 0.0, eps_ramp_epochs=0,
-               attack_steps=cfg.attack_steps, num_classes=data.info.num_classes, after_step=comp.enforce,
-               on_epoch=on_epoch, desc="finetune", start_epoch=start_epoch, opt_state=opt_state)
+    history = fit(model, data.train, data.val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, lr_schedule="cosine",
+                  momentum=cfg.momentum, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, device=device,
+                  seed=cfg.seed + 1, norm=cfg.norm, eps=cfg.eps_finetune if adv else 0.0, eps_ramp_epochs=0,
+                  attack_steps=cfg.attack_steps, num_classes=data.info.num_classes, after_step=comp.enforce,
+                  on_epoch=on_epoch, desc="finetune", start_epoch=start_epoch, opt_state=opt_state)
+    comp.finalize()  # e.g. round the trained weights onto their quantization grid
+    return history
 
 
 def evaluate_model(model: nn.Module, cfg: TrialConfig, data: TrialData, device) -> EvalResult:
@@ -131,8 +134,11 @@ def run_trial(cfg: TrialConfig, out_dir=None, *, data_dir=None, device=None, pre
     times["time_finetune_s"] = time.perf_counter() - t
     t = time.perf_counter()
     result = evaluate_model(model, cfg, data, device)
+    int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
+    if int_metrics:
+        comp.info["int8"] = int_metrics
     times["time_evaluate_s"] = time.perf_counter() - t
-    eff = efficiency(model, cfg, data.info.shape, dense_params)
+    eff = {**efficiency(model, cfg, data.info.shape, dense_params, int_model=int_model), **int_metrics}
     record = make_record(cfg, result, eff, times, stage_flops(cfg, macs_dense, eff["macs"], len(data.train[0])),
                          history)
     if out_dir is not None:

@@ -4,35 +4,65 @@ Interface used by the pipeline and by :func:`rcsweep.load_model`:
 
 - ``compress_(model, cfg, calib=(x_val, y_val), device) -> Compression``: applies
   ``cfg.compression``; the returned handle's ``enforce()`` is called after every optimiser step of
-  fine-tuning so masks and quantisation grids stay in force, and ``info`` (a JSON-able dict) is
-  stored in ``model.json`` under ``"compression"``.
+  fine-tuning so masks and quantisation grids stay in force, ``finalize()`` once after fine-tuning
+  (it rounds the weights onto their grid), and ``info`` (a JSON-able dict) is stored in
+  ``model.json`` under ``"compression"``.
 - ``restore_structure_(model, cfg, info)``: gives a freshly built dense model the compressed
   structure (channel counts, masks, quantizers) so that a saved state_dict loads into it.
+
+``COMPRESSORS`` maps each ``compression`` name to a factory ``cfg -> Compressor``; a new method is a
+module with a :class:`Compressor` plus one registration line here, and the shared contract suite
+(tests/test_compress_contract.py) runs it.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..config import TrialConfig
 from ..errors import UserError
+from ..registry import Registry
+from .base import Chain, Compression, Compressor, chain, effective_weight, float_weight, prunable_layers
+from .prune import UnstructuredPrune
+from .quant import FakeQuant
+from .structured import StructuredPrune
 
-
-@dataclass
-class Compression:
-    info: dict = field(default_factory=dict)
-
-    def enforce(self) -> None:
-        """Re-apply constraints after an optimiser step (no-op for dense models)."""
+COMPRESSORS: Registry = Registry("compressor")
+COMPRESSORS.register("prune")(UnstructuredPrune)
+COMPRESSORS.register("prune_structured")(StructuredPrune)
+COMPRESSORS.register("quant")(FakeQuant)
+COMPRESSORS.register("prune_quant")(chain(("prune", UnstructuredPrune), ("quant", FakeQuant)))
+COMPRESSORS.register("prune_structured_quant")(chain(("structured", StructuredPrune), ("quant", FakeQuant)))
 
 
 def compress_(model: nn.Module, cfg: TrialConfig, calib=None, device="cpu") -> Compression:
+    """Compress ``model`` in place as ``cfg.compression`` says; ``calib`` = (images, labels) of ``val``."""
     if cfg.compression == "none":
         return Compression({"method": "none"})
-    raise UserError(f"compression: {cfg.compression!r} is not yet supported")
+    if calib is None:
+        raise UserError(f"compression {cfg.compression} needs calibration data (the val split)")
+    dense = _dense_counts(model, tuple(calib[0].shape[1:]))
+    compressor = COMPRESSORS.get(cfg.compression)(cfg)
+    info = {"method": cfg.compression, **dense, **compressor.apply(model, calib, device)}
+    return Compression(info, compressor, model)
 
 
-def restore_structure_(model: nn.Module, cfg: TrialConfig, info: dict) -> None:
-    if cfg.compression != "none":
-        raise UserError(f"compression: {cfg.compression!r} is not yet supported")
+def restore_structure_(model: nn.Module, cfg: TrialConfig, info: dict) -> Compression:
+    """Rebuild the compressed structure recorded in ``info`` on a freshly built dense model.
+
+    ``info`` without a ``method`` (or with ``"none"``) means the model was saved before compression,
+    whatever ``cfg.compression`` says, and nothing is changed."""
+    method = (info or {}).get("method", "none")
+    if method == "none":
+        return Compression({"method": "none"})
+    compressor = COMPRESSORS.get(method)(cfg)
+    compressor.restore(model, info)
+    return Compression(info, compressor, model)
+
+
+def _dense_counts(model: nn.Module, input_shape: tuple) -> dict:
+    return {"dense_params": sum(p.numel() for p in model.parameters()),
+            "dense_prunable_weights": sum(m.weight.numel() for _, m in prunable_layers(model, input_shape))}
+
+
+__all__ = ["COMPRESSORS", "Chain", "Compression", "Compressor", "chain", "compress_", "effective_weight",
+           "float_weight", "prunable_layers", "restore_structure_"]

@@ -1,0 +1,55 @@
+"""Unstructured magnitude pruning with ``torch.nn.utils.prune``.
+
+``sparsity`` is the fraction of the prunable weights (every Conv2d / Linear weight except the
+classifier's) set to zero: the smallest ``|w|`` over all of them (``prune_scope: global``) or in each
+layer (``layer``). The masks stay as ``torch.nn.utils.prune`` keeps them, a ``weight_mask`` buffer
+next to a ``weight_orig`` parameter, so they are saved with the state_dict, re-created by
+:meth:`UnstructuredPrune.restore`, and applied on every forward pass, during fine-tuning included.
+"""
+from __future__ import annotations
+
+import torch
+from torch.nn.utils import prune
+
+from .base import Compressor, float_weight, prunable_layers, submodule
+
+
+class UnstructuredPrune(Compressor):
+    """Global (default) or per-layer L1 magnitude pruning of individual weights."""
+
+    def apply(self, model, calib, device):
+        self.layers = prunable_layers(model, tuple(calib[0].shape[1:]))
+        amount, scope = float(self.cfg.sparsity), self.cfg.prune_scope or "global"
+        if scope == "global":
+            prune.global_unstructured([(m, "weight") for _, m in self.layers], prune.L1Unstructured, amount=amount)
+        else:
+            for _, m in self.layers:
+                prune.l1_unstructured(m, "weight", amount=amount)
+        zeros = sum(int((m.weight_mask == 0).sum()) for _, m in self.layers)
+        total = sum(m.weight_mask.numel() for _, m in self.layers)
+        return {"scope": scope, "target": amount, "layers": [n for n, _ in self.layers],
+                "masked_fraction": zeros / total}
+
+    def restore(self, model, info):
+        self.layers = [(n, submodule(model, n)) for n in info["layers"]]
+        for _, m in self.layers:
+            prune.identity(m, "weight")  # all-ones mask; load_state_dict fills in the saved one
+
+    @torch.no_grad()
+    def enforce(self, model):
+        # The mask is applied on every forward anyway; zeroing the hidden weights too keeps
+        # momentum and weight decay from growing them back into a saved file.
+        for _, m in self.layers:
+            m.weight_orig.mul_(m.weight_mask)
+
+    @torch.no_grad()
+    def finalize(self, model):
+        self.enforce(model)
+
+
+def mask_of(m) -> torch.Tensor | None:
+    """A layer's pruning mask (1 = kept), or None if it is not unstructured-pruned."""
+    return getattr(m, "weight_mask", None)
+
+
+__all__ = ["UnstructuredPrune", "float_weight", "mask_of"]

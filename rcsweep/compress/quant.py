@@ -1,0 +1,81 @@
+"""Fake quantization of every Conv2d / Linear (classifier and first layer included) at ``weight_bits``
+per-channel symmetric weights and ``act_bits`` per-tensor activations (see :mod:`.fake_quant`).
+
+Modes (``quant_mode``), in torchao's prepare -> train -> convert shape:
+
+- ``ptq``: weight clipping and activation ranges are calibrated once on the ``val`` split (at most
+  ``CALIB_EXAMPLES`` images) and then frozen. Fine-tuning, if any, trains the float weights
+  through the frozen quantizers with the straight-through estimator.
+- ``qat``: the same calibration as a starting point, then quantization stays in the loop *and
+  adapts* while fine-tuning: after every optimiser step the weight scales follow the weights
+  and, in training mode, activation ranges follow a moving
+  average of each batch's range (the adversarial batches when fine-tuning adversarially).
+  Weight scales track max|w| per channel (as torch's QAT observers do); since calibration ends by
+  rounding the weights onto the grid, this starts from exactly the MSE-calibrated scales.
+  With ``finetune: none`` (or 0 epochs) there is no training loop to put quantization in: the model
+  is the PTQ-calibrated one, and ``info["mode_effective"]`` records ``"ptq"``.
+
+:meth:`FakeQuant.finalize` (the "convert" step, run after calibration and after fine-tuning) rounds
+the stored weights onto their grid, so the saved weights are exactly ``code x scale`` with integer
+codes in ``[-(2^(b-1) - 1), 2^(b-1) - 1]``. Attacks always run on this differentiable model.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import LAYER_TYPES, Compressor, float_weight, layers_in_order, submodule
+from .fake_quant import quantize_layer_
+
+CALIB_EXAMPLES = 512
+
+
+class FakeQuant(Compressor):
+    """Simulated quantization, PTQ or QAT; see the module docstring."""
+
+    def apply(self, model, calib, device):
+        cfg = self.cfg
+        x = calib[0][:CALIB_EXAMPLES].to(device)
+        self.layers = [(n, m) for n, m in layers_in_order(model, tuple(x.shape[1:])) if type(m) in LAYER_TYPES]
+        for _, m in self.layers:
+            quantize_layer_(m, cfg.weight_bits, cfg.act_bits)
+            m.weight_quant.calibrate(float_weight(m))
+            m.act_quant.calibrate_next = True
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(x)  # calibrates every activation quantizer, in execution order
+        model.train(was)
+        trains = cfg.finetune != "none" and (cfg.finetune_epochs or 0) > 0
+        mode = cfg.quant_mode if (cfg.quant_mode == "ptq" or trains) else "ptq"
+        self.finalize(model)  # before QAT tracking starts: see WeightFakeQuant.track
+        self._set_mode(mode)
+        info = {"weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "mode": cfg.quant_mode,
+                "mode_effective": mode, "layers": [n for n, _ in self.layers], "calib_examples": len(x),
+                "weights": "per-channel symmetric, MSE-optimal clipping",
+                "activations": "per-tensor affine, MSE-optimal range, calibrated layer by layer"}
+        if mode != cfg.quant_mode:
+            info["note"] = "quant_mode qat without fine-tuning has no training loop: PTQ calibration used"
+        return info
+
+    def restore(self, model, info):
+        self.layers = [(n, submodule(model, n)) for n in info["layers"]]
+        for _, m in self.layers:
+            quantize_layer_(m, info["weight_bits"], info["act_bits"])
+        self._set_mode(info.get("mode_effective", "ptq"))
+
+    def _set_mode(self, mode: str) -> None:
+        self.qat = mode == "qat"
+        for _, m in self.layers:
+            m.act_quant.tracking = self.qat
+
+    @torch.no_grad()
+    def enforce(self, model):
+        if self.qat:
+            for _, m in self.layers:
+                m.weight_quant.track(float_weight(m))
+
+    @torch.no_grad()
+    def finalize(self, model):
+        for _, m in self.layers:
+            w = m.weight_quant(float_weight(m))
+            (m.weight_orig if hasattr(m, "weight_orig") else m.weight).copy_(w)
