@@ -170,6 +170,11 @@ class TrialConfig:
             from .data import default_model  # local: config must not import torch at import time
 
             s("model", default_model(self.dataset))
+        from .models import MODELS
+
+        if self.model not in MODELS:
+            raise ConfigError("model", f"unknown model {self.model!r}; known: {', '.join(MODELS.names())} "
+                                       "(or a 'package.module:factory' path)" + _did_you_mean(self.model, MODELS.names()))
         if self.pretrain == "adversarial":
             if self.eps_pretrain is None:
                 s("eps_pretrain", self.eps_eval)
