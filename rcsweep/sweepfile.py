@@ -166,6 +166,8 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     for k in fixed:
         if k not in FIELD_NAMES:
             raise ConfigError(f"fixed.{k}", "unknown trial parameter" + _did_you_mean(str(k), FIELD_NAMES))
+    for k in sorted(fixed, key=lambda k: (k not in ("dataset", "model", "norm"), k)):
+        _check_value(k, fixed[k], fixed, f"fixed.{k}")
     space = {}
     for k, v in _mapping(data, "space").items():
         if k not in FIELD_NAMES:
@@ -266,8 +268,8 @@ def _check_value(name, value, fixed, where):
     ctx[name] = value
     try:
         cfg = TrialConfig.from_flat(ctx)
-    except ConfigError as e:
-        raise ConfigError(where, str(e).split(": ", 1)[1]) from None
+    except ConfigError as e:  # a problem with this value, or with the fixed context it was checked in
+        raise ConfigError(where if e.field == name else f"fixed.{e.field}", str(e).split(": ", 1)[1]) from None
     return getattr(cfg, name) if not isinstance(getattr(cfg, name), tuple) else list(getattr(cfg, name))
 
 
