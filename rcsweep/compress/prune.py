@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
-from .base import Compressor, float_weight, prunable_layers, submodule
+from .base import Compressor, prunable_layers, submodule
 
 
 class UnstructuredPrune(Compressor):
@@ -25,6 +25,7 @@ class UnstructuredPrune(Compressor):
         else:
             for _, m in self.layers:
                 prune.l1_unstructured(m, "weight", amount=amount)
+        _keep_copyable(self.layers)
         zeros = sum(int((m.weight_mask == 0).sum()) for _, m in self.layers)
         total = sum(m.weight_mask.numel() for _, m in self.layers)
         return {"scope": scope, "target": amount, "layers": [n for n, _ in self.layers],
@@ -34,6 +35,7 @@ class UnstructuredPrune(Compressor):
         self.layers = [(n, submodule(model, n)) for n in info["layers"]]
         for _, m in self.layers:
             prune.identity(m, "weight")  # all-ones mask; load_state_dict fills in the saved one
+        _keep_copyable(self.layers)
 
     @torch.no_grad()
     def enforce(self, model):
@@ -47,9 +49,14 @@ class UnstructuredPrune(Compressor):
         self.enforce(model)
 
 
-def mask_of(m) -> torch.Tensor | None:
-    """A layer's pruning mask (1 = kept), or None if it is not unstructured-pruned."""
-    return getattr(m, "weight_mask", None)
+def _detach_weight(m, inputs, output):
+    m.weight = m.weight.detach()
 
 
-__all__ = ["UnstructuredPrune", "float_weight", "mask_of"]
+def _keep_copyable(layers) -> None:
+    """After each forward, replace the ``weight`` that the prune hook computed (a non-leaf tensor
+    with a graph) by its detached value: the graph keeps its own reference, and the model stays
+    ``copy.deepcopy``-able, which torch refuses for modules holding non-leaf tensors."""
+    for _, m in layers:
+        m.weight = m.weight.detach()
+        m.register_forward_hook(_detach_weight)
