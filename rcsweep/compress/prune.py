@@ -50,7 +50,8 @@ class UnstructuredPrune(Compressor):
 
 
 def _detach_weight(m, inputs, output):
-    m.weight = m.weight.detach()
+    if hasattr(m, "weight_orig"):  # still pruned (prune.remove makes weight a Parameter again)
+        m.weight = m.weight.detach()
 
 
 def _keep_copyable(layers) -> None:
