@@ -1,9 +1,10 @@
 """Evaluation: clean accuracy, robust accuracy at ``eps_eval`` and along ``eps_curve``, and
 gradient-masking checks (after fra31/auto-attack's ``checks.py``) recorded with every result.
 
-The evaluation attack is stronger than the training attack: cross-entropy PGD with
-``eval_steps`` steps and ``eval_restarts`` random restarts, then a DLR-margin PGD on the examples
-that survive (cross-entropy alone often overstates robustness by a few points). Examples already
+The evaluation attack is stronger than the training attack (fixed-step PGD): APGD (Croce & Hein,
+2020; momentum and an adaptive step size) on cross-entropy with ``eval_steps`` steps and
+``eval_restarts`` random restarts, then APGD on the DLR margin loss for the examples that survive
+(cross-entropy alone often overstates robustness by a few points). Examples already
 misclassified are never attacked again, and an example fooled at a smaller epsilon counts as
 fooled at every larger one (the balls are nested), so the curve costs little more than one point.
 """
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .attacks import FGSM, PGD, threat_model
+from .attacks import APGD, FGSM, PGD, threat_model
 from .train import batches
 
 LARGE_EPS = {"linf": 0.5}  # L2: 0.5 * sqrt(dim), set per input
@@ -46,11 +47,10 @@ class EvalResult:
 def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes: int, attack=None):
     t = threat_model(norm, eps)
     if attack is not None:  # one user-chosen attack class, run alone
-        kw = {"steps": steps, "restarts": restarts, "early_stop": True} if issubclass(attack, PGD) else {}
+        kw = {"steps": steps, "restarts": restarts, "early_stop": True} if issubclass(attack, (PGD, APGD)) else {}
         return [attack(t, **kw)]
     second = "dlr" if num_classes >= 3 else "cw"
-    return [PGD(t, steps=steps, restarts=restarts, loss="ce", early_stop=True),
-            PGD(t, steps=steps, restarts=1, loss=second, early_stop=True)]
+    return [APGD(t, steps=steps, restarts=restarts, loss="ce"), APGD(t, steps=steps, restarts=1, loss=second)]
 
 
 @torch.no_grad()
@@ -86,7 +86,7 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
              restarts: int = 2, device="cpu", num_classes: int = 10, checks: bool = True, attack=None) -> EvalResult:
     """Evaluate ``model`` (on the ``test`` split, by convention) and run the masking checks.
 
-    ``attack``: an attack class to run alone instead of the default PGD-CE + PGD-DLR sequence."""
+    ``attack``: an attack class to run alone instead of the default APGD-CE + APGD-DLR sequence."""
     t0 = time.perf_counter()
     model.eval().to(device)
     clean = _predict(model, x, device) == y
@@ -99,7 +99,7 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
         curve[eps] = alive.float().mean().item()
     res = EvalResult(clean_acc=clean.float().mean().item(), robust_acc=curve[eps_eval], eps_eval=eps_eval,
                      norm=norm, robust_acc_curve={e: curve[e] for e in sorted(set(eps_curve))}, n_test=len(x),
-                     attack=(f"PGD-CE {steps} steps x {restarts} restarts + PGD-{'DLR' if num_classes >= 3 else 'CW'} "
+                     attack=(f"APGD-CE {steps} steps x {restarts} restarts + APGD-{'DLR' if num_classes >= 3 else 'CW'} "
                              f"{steps} steps, random start") if attack is None else attack.__name__)
     if checks and eps_eval > 0:
         res.checks = masking_checks(model, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], norm=norm, eps=eps_eval,

@@ -24,8 +24,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # Digits models trained once per test session and shared (read-only) by the foundation tests.
-DIGITS = dict(dataset="digits", batch_size=32, pretrain_epochs=15, eps_eval=0.2, test_size=200, eval_steps=10,
-              eval_restarts=1)
+DIGITS = dict(dataset="digits", batch_size=32, pretrain_epochs=15, eps_eval=0.2, test_size=200)  # default evaluation
 
 
 @pytest.fixture(scope="session")

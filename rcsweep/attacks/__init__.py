@@ -1,5 +1,6 @@
 """Attacks and threat models. ``ATTACKS`` maps names to attack classes taking ``(threat, **kwargs)``."""
 from ..registry import Registry
+from .apgd import APGD
 from .base import Attack, margin_loss
 from .fgsm import FGSM
 from .pgd import PGD
@@ -8,6 +9,7 @@ from .threat import THREATS, L2Threat, LinfThreat, ThreatModel, threat_model
 ATTACKS: Registry = Registry("attack")
 ATTACKS.register("fgsm")(FGSM)
 ATTACKS.register("pgd")(PGD)
+ATTACKS.register("apgd")(APGD)
 
 
 def make_attack(name: str, norm: str, eps: float, **kwargs) -> Attack:
@@ -15,5 +17,5 @@ def make_attack(name: str, norm: str, eps: float, **kwargs) -> Attack:
     return ATTACKS.get(name)(threat_model(norm, eps), **kwargs)
 
 
-__all__ = ["ATTACKS", "Attack", "FGSM", "PGD", "THREATS", "L2Threat", "LinfThreat", "ThreatModel",
+__all__ = ["APGD", "ATTACKS", "Attack", "FGSM", "PGD", "THREATS", "L2Threat", "LinfThreat", "ThreatModel",
            "make_attack", "margin_loss", "threat_model"]

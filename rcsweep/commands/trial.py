@@ -29,8 +29,8 @@ def register(sub) -> None:
     e.add_argument("--steps", type=int, help="PGD steps (default: the model's eval_steps)")
     e.add_argument("--restarts", type=int, help="PGD restarts (default: the model's eval_restarts)")
     e.add_argument("--attack", default="full",
-                   help="'full' (PGD-CE with restarts, then PGD-DLR on survivors; the default) or one registered "
-                        "attack run alone (pgd, fgsm, or 'package.module:Class')")
+                   help="'full' (APGD-CE with restarts, then APGD-DLR on survivors; the default) or one registered "
+                        "attack run alone (pgd, apgd, fgsm, or 'package.module:Class')")
     e.add_argument("--test-size", type=int, help="evaluate on the first N test images")
     e.add_argument("--data-dir")
     e.add_argument("--device")
