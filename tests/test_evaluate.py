@@ -1,0 +1,65 @@
+"""Evaluation: robustness curve, gradient-masking checks, and agreement with an independent attack."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from rcsweep import load_dataset, load_model
+from rcsweep.evaluate import evaluate
+
+
+class RoundedInput(nn.Module):
+    """A deliberately gradient-masked model: it quantises its input to 4 levels (zero gradient)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.round(x * 3) / 3)
+
+
+def test_curve_is_monotone_and_includes_eps_eval(digits_trials):
+    model = load_model(digits_trials["standard"])
+    x, y = load_dataset("digits", "test", test_size=120)
+    res = evaluate(model, x, y, norm="linf", eps_eval=0.1, eps_curve=(0.05, 0.1, 0.3), steps=10, restarts=1)
+    curve = [res.robust_acc_curve[e] for e in (0.05, 0.1, 0.3)]
+    assert curve == sorted(curve, reverse=True)
+    assert res.robust_acc == curve[1] <= res.clean_acc
+    assert not res.suspect, res.suspect_reason
+    assert set(res.checks) == {"large_eps", "more_steps", "pgd_vs_fgsm", "gradient"}
+
+
+def test_masked_model_is_flagged_suspect(digits_trials):
+    model = RoundedInput(load_model(digits_trials["standard"]))
+    x, y = load_dataset("digits", "test", test_size=100)
+    res = evaluate(model, x, y, norm="linf", eps_eval=0.1, steps=10, restarts=1)
+    assert res.suspect
+    assert not res.checks["gradient"]["passed"]
+    assert "gradient" in res.suspect_reason
+
+
+def test_reported_robust_accuracy_agrees_with_independent_attack(digits_trials):
+    """rcsweep's robust accuracy is at most 1 point above torchattacks' stronger PGD (more steps and
+    restarts) on the same model loaded with load_model and the same load_dataset split."""
+    torchattacks = pytest.importorskip("torchattacks")
+    folder = digits_trials["adversarial"]
+    record = json.loads((folder / "record.json").read_text())
+    ours = record["metrics"]["robust_acc"]
+    model = load_model(folder)
+    x, y = load_dataset("digits", "test", test_size=record["params"]["test_size"])
+    eps = record["params"]["eps_eval"]
+    torch.manual_seed(1)
+    alive = torch.ones(len(x), dtype=torch.bool)
+    for loss_attack in (torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=50, random_start=True),
+                        torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=50, random_start=True),
+                        torchattacks.APGDT(model, norm="Linf", eps=eps, steps=50, n_classes=10)
+                        if hasattr(torchattacks, "APGDT") else None):
+        if loss_attack is None:
+            continue
+        x_adv = loss_attack(x, y)
+        with torch.no_grad():
+            alive &= model(x_adv).argmax(1) == y
+    independent = alive.float().mean().item()
+    assert ours <= independent + 0.01, (ours, independent)
