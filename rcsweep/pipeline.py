@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -109,40 +109,91 @@ def make_record(cfg: TrialConfig, result: EvalResult, eff: dict, times: dict, fl
             "history": history, "versions": library_versions()}
 
 
+@dataclass
+class Progress:
+    """How far a trial got, as JSON: what a stage checkpoint holds besides the model's weights.
+
+    ``stage``: ``pretrained`` -> ``compressed`` -> ``finetuning`` (after each fine-tuning epoch) ->
+    ``evaluated``. ``times`` and ``history`` gather the record's per-stage times and histories.
+    """
+    stage: str = "pretrained"
+    finetune_epochs_done: int = 0
+    times: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    dense: dict = field(default_factory=dict)  # macs and params of the dense model
+
+
+def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, progress: Progress, *,
+                   weights: Optional[dict] = None, on_stage=None, on_epoch=None):
+    """compress -> fine-tune -> evaluate the pretrained dense ``model``, continuing from ``progress``.
+
+    ``weights``: the compressed model's state_dict saved with ``progress`` (stage ``compressed`` or
+    ``finetuning``); compression is applied again to the pretrained model (deterministic, and it
+    rebuilds the masks and quantizers that fine-tuning keeps in force), then these are loaded.
+    ``on_stage(progress, model)`` runs after compression and after each fine-tuning epoch, for
+    checkpoints. Returns ``(model, compression, record)``.
+    """
+    if not progress.dense:
+        progress.dense = {"macs": count_macs(model, data.info.shape),
+                          "params": sum(p.numel() for p in model.parameters())}
+    t = time.perf_counter()
+    seed_everything(cfg.seed)
+    comp = compress(model, cfg, data, device)
+    if weights is not None:
+        model.load_state_dict(weights)
+    if progress.stage == "pretrained":
+        progress.times["time_compress_s"] = time.perf_counter() - t
+        progress.stage = "compressed"
+        if on_stage is not None:
+            on_stage(progress, model)
+    if progress.stage in ("compressed", "finetuning"):
+        t = time.perf_counter() - progress.times.get("time_finetune_s", 0.0)  # accumulates across restarts
+        done = progress.history.setdefault("finetune", [])
+
+        def epoch_done(stats: EpochStats):
+            done.append(vars(stats))
+            progress.stage, progress.finetune_epochs_done = "finetuning", stats.epoch + 1
+            progress.times["time_finetune_s"] = time.perf_counter() - t
+            if on_epoch is not None:
+                on_epoch(stats)
+            if on_stage is not None:
+                on_stage(progress, model)
+
+        finetune(model, comp, cfg, data, device, epoch_done, start_epoch=progress.finetune_epochs_done)
+        progress.times["time_finetune_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = evaluate_model(model, cfg, data, device)
+    int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
+    if int_metrics:
+        comp.info["int8"] = int_metrics
+    progress.times["time_evaluate_s"] = time.perf_counter() - t
+    progress.stage = "evaluated"
+    eff = {**efficiency(model, cfg, data.info.shape, progress.dense["params"], int_model=int_model), **int_metrics}
+    flops = stage_flops(cfg, progress.dense["macs"], eff["macs"], len(data.train[0]))
+    return model, comp, make_record(cfg, result, eff, progress.times, flops, progress.history)
+
+
+def save_trial(out_dir, model: nn.Module, cfg: TrialConfig, comp: Compression, record: dict) -> None:
+    """Write ``model.pt``, ``model.json`` and, last, ``record.json`` (its presence marks a finished trial)."""
+    out = Path(out_dir)
+    save_model(model, out, cfg, {"compression": comp.info})
+    atomic_write_json(out / "record.json", record)
+
+
 def run_trial(cfg: TrialConfig, out_dir=None, *, data_dir=None, device=None, pretrained_path=None,
               on_epoch=None) -> dict:
     """Run the whole pipeline; returns the trial record. With ``out_dir``, writes ``record.json``,
     ``model.pt`` and ``model.json`` there. ``pretrained_path`` reuses a saved pretrained model."""
     device = resolve_device(device)
     data = load_trial_data(cfg, data_dir)
-    times, history = {}, {}
     t = time.perf_counter()
     if pretrained_path is not None:
-        model = load_model(pretrained_path, device)
-        history["pretrain"] = "reused"
+        model, hist = load_model(pretrained_path, device), "reused"
     else:
         model, hist = pretrain(cfg, data, device, on_epoch)
-        history["pretrain"] = [vars(h) for h in hist]
-    times["time_pretrain_s"] = time.perf_counter() - t
-    macs_dense = count_macs(model, data.info.shape)
-    dense_params = sum(p.numel() for p in model.parameters())
-    t = time.perf_counter()
-    comp = compress(model, cfg, data, device)
-    times["time_compress_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    history["finetune"] = [vars(h) for h in finetune(model, comp, cfg, data, device, on_epoch)]
-    times["time_finetune_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    result = evaluate_model(model, cfg, data, device)
-    int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
-    if int_metrics:
-        comp.info["int8"] = int_metrics
-    times["time_evaluate_s"] = time.perf_counter() - t
-    eff = {**efficiency(model, cfg, data.info.shape, dense_params, int_model=int_model), **int_metrics}
-    record = make_record(cfg, result, eff, times, stage_flops(cfg, macs_dense, eff["macs"], len(data.train[0])),
-                         history)
+        hist = [vars(h) for h in hist]
+    progress = Progress(times={"time_pretrain_s": time.perf_counter() - t}, history={"pretrain": hist})
+    model, comp, record = continue_trial(model, cfg, data, device, progress, on_epoch=on_epoch)
     if out_dir is not None:
-        out = Path(out_dir)
-        save_model(model, out, cfg, {"compression": comp.info})
-        atomic_write_json(out / "record.json", record)
+        save_trial(out_dir, model, cfg, comp, record)
     return record

@@ -1,0 +1,12 @@
+"""The sweep layer: the only package that imports Ray.
+
+- :mod:`.space`: the sweep's conditional search space as an Optuna define-by-run function.
+- :mod:`.search`: the Ray Tune searcher (references first, then grid points or Optuna).
+- :mod:`.store`: shared pretraining, one model per distinct pretraining configuration.
+- :mod:`.checkpoints`: a trial's stage checkpoints, verified and with fallback.
+- :mod:`.trainable`: the Ray Tune function trainable that runs one trial's stages.
+- :mod:`.progress`: the live progress table (a Tune callback).
+- :mod:`.runner`: ``run_sweep``, ``resume_sweep``, ``sweep_status``; :mod:`.commands`: the CLI.
+
+Importing this package imports nothing heavy; Ray is imported by the modules that need it.
+"""

@@ -1,0 +1,71 @@
+"""A trial's stage checkpoints: ``DIR/trials/<id>/checkpoints/<NNNN>-<stage>/``.
+
+Each holds ``progress.json`` (:class:`rcsweep.pipeline.Progress` plus the sha256 of the weights)
+and ``weights.pt`` (the compressed model's state_dict). A checkpoint is written into a temporary
+folder and renamed into place, so it is either whole or absent; reading verifies the checksum and
+loads with ``weights_only=True``. :func:`latest` returns the newest checkpoint that passes, so a
+truncated or altered one costs one step, not the trial. The last ``KEEP`` are kept.
+
+The same folder is handed to Ray Tune (``tune.Checkpoint.from_directory``), which keeps its own
+copy with the trial's Tune state; that copy is the last candidate :func:`latest` tries.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_state_dict
+from ..errors import CheckpointError
+from ..fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from ..pipeline import Progress
+
+KEEP = 2
+
+
+def save(folder, step: int, progress: Progress, model: torch.nn.Module) -> Path:
+    """Write checkpoint ``step`` (higher is later) of a trial whose folder is ``folder``."""
+    root = Path(folder) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    atomic_write_bytes(tmp / "weights.pt", buf.getvalue())
+    atomic_write_json(tmp / "progress.json", {"step": step, "sha256": sha256_file(tmp / "weights.pt"),
+                                              "progress": asdict(progress)})
+    final = root / f"{step:04d}-{progress.stage}"
+    if final.exists():  # a step redone after a restart from an older checkpoint
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in sorted(_steps(root))[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(folder, extra=()) -> tuple[Progress, dict, Path] | None:
+    """``(progress, weights, path)`` of the newest valid checkpoint of the trial in ``folder``
+    (then of the folders in ``extra``), or None if there is none."""
+    candidates = sorted(_steps(Path(folder) / "checkpoints"), reverse=True) + [Path(p) for p in extra]
+    for path in candidates:
+        try:
+            meta = json.loads((path / "progress.json").read_text())
+            weights = load_state_dict(path / "weights.pt", meta["sha256"])
+            return Progress(**meta["progress"]), weights, path
+        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as e:
+            print(f"rcsweep: skipping checkpoint {path}: {e}", file=sys.stderr)
+    return None
+
+
+def clear(folder) -> None:
+    """Remove a finished trial's stage checkpoints (its record and model are what remain)."""
+    shutil.rmtree(Path(folder) / "checkpoints", ignore_errors=True)
+
+
+def _steps(root: Path) -> list[Path]:
+    return [p for p in root.glob("[0-9][0-9][0-9][0-9]-*") if p.is_dir()] if root.is_dir() else []

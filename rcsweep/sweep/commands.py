@@ -1,0 +1,84 @@
+"""``rcsweep run | resume | status | validate``. Handlers import Ray (through the runner) only when
+they need it: ``status`` and ``validate`` never do."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="run a sweep (Ray Tune + Optuna) into STORAGE/NAME",
+                       description="Run a sweep file's trials. Exit code 0 when every trial finished, "
+                                   "1 when some failed or did not finish, 2 for bad input.")
+    r.add_argument("sweep", help="sweep file (YAML)")
+    r.add_argument("--name", help="sweep folder name (default: the file's 'name' or stem)")
+    r.add_argument("--storage", help="parent folder or file:// URI (default ./rcsweep-results)")
+    r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a new local Ray)")
+    r.add_argument("--num-samples", type=int, help="number of trials (overrides the file)")
+    r.add_argument("--max-concurrent", type=int, help="trials at once (overrides the file)")
+    r.add_argument("--search-seed", type=int, help="seed of the search (overrides the file)")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("resume", help="continue a stopped sweep, or extend a finished one",
+                       description="Continue the sweep in DIR as DIR/sweep.yaml describes it: finished trials "
+                                   "are kept, unfinished ones continue from their last checkpoint.")
+    s.add_argument("dir", help="sweep folder")
+    s.add_argument("--num-samples", type=int, help="extend the sweep to this many trials")
+    s.add_argument("--retry-failed", action="store_true", help="also run the failed trials again")
+    s.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a new local Ray)")
+    s.set_defaults(func=cmd_resume)
+
+    t = sub.add_parser("status", help="trials, their states and the best so far (also while running)")
+    t.add_argument("dir", help="sweep folder")
+    t.set_defaults(func=cmd_status)
+
+    v = sub.add_parser("validate", help="check a sweep file and show the trials it would run")
+    v.add_argument("sweep", help="sweep file (YAML)")
+    v.add_argument("--num-samples", type=int, help="number of trials (as for run)")
+    v.set_defaults(func=cmd_validate)
+
+
+def _checked(source, name=None, **flags):
+    """The resolved sweep; a bad override is reported under its flag (``--num-samples: ...``)."""
+    from ..errors import ConfigError, UserError
+    from .folder import resolve_spec
+
+    try:
+        return resolve_spec(source, name, **flags)
+    except ConfigError as e:
+        if e.field in flags:
+            raise UserError(f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}") from None
+        raise
+
+
+def cmd_run(args) -> int:
+    # bad input fails here, before Ray is imported or started
+    _checked(args.sweep, args.name, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+             search_seed=args.search_seed)
+    from .runner import run_sweep
+
+    return run_sweep(args.sweep, name=args.name, storage=args.storage, address=args.address,
+                     num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+                     search_seed=args.search_seed).exit_code
+
+
+def cmd_resume(args) -> int:
+    from .folder import read_spec
+
+    if args.num_samples is not None:
+        _checked(read_spec(args.dir).to_dict(), num_samples=args.num_samples)
+    from .runner import resume_sweep
+
+    return resume_sweep(args.dir, num_samples=args.num_samples, retry_failed=args.retry_failed,
+                        address=args.address).exit_code
+
+
+def cmd_status(args) -> int:
+    from .summary import format_status, sweep_status
+
+    print(format_status(sweep_status(args.dir)))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .summary import describe_spec
+
+    print(describe_spec(_checked(args.sweep, num_samples=args.num_samples)))
+    return 0

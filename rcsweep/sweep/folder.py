@@ -1,0 +1,172 @@
+"""The sweep folder ``STORAGE/NAME``, and the files in it that belong to no single trial.
+
+``sweep.yaml`` is the validated sweep as run (``num_samples`` resolved) plus ``provenance``: the
+command line, package and library versions, git commit when known, and one entry per resume.
+``driver.json`` names the driver process while one runs (so ``rcsweep status`` can tell a running
+sweep from a stopped one, and ``rcsweep resume`` can refuse to start a second driver).
+Also here: ``results.csv`` (:mod:`rcsweep.results`), ``trials/``, ``pretrained/`` and ``tune/``
+(Ray Tune's experiment state). Nothing in this module imports Ray.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError, UserError
+from ..fileio import atomic_write_json, atomic_write_text
+from ..results import COLUMNS, RESULTS_FILE, locked, read_rows
+from ..sweepfile import SweepSpec, load_sweep
+
+SWEEP_FILE = "sweep.yaml"
+TUNE_DIR = "tune"
+DRIVER_FILE = "driver.json"
+DEFAULT_STORAGE = "rcsweep-results"
+
+
+def resolve_storage(storage) -> Path:
+    """The storage root as an absolute local path: a path or a ``file://`` URI."""
+    text = str(storage if storage is not None else DEFAULT_STORAGE)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme != "file":
+            raise UserError(f"--storage: {scheme}:// storage is not supported yet; use a local path or file:// URI "
+                            f"(for a cluster, a shared file system such as NFS mounted at the same path on every node)")
+        text = rest
+    return Path(text).expanduser().resolve()
+
+
+def resolve_spec(source, name=None, **overrides) -> SweepSpec:
+    """The sweep as it will run: the file (or dict) with ``num_samples``, ``max_concurrent``,
+    ``search_seed`` overrides applied and ``num_samples`` resolved, so that a resume counts from
+    the same number. A grid sweep cannot have more trials than its points and references."""
+    spec = load_sweep(source, name)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        spec = spec.replace(**changes)
+    spec = spec.replace(num_samples=spec.total_trials())
+    if spec.search == "grid" and spec.total_trials() > len(spec.references) + len(spec.grid()):
+        raise ConfigError("num_samples", f"{spec.total_trials()} is more than the grid's "
+                                         f"{len(spec.references) + len(spec.grid())} trials (points plus references)")
+    return spec
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def provenance(argv=None, source=None) -> dict:
+    """Where a sweep (or a resume) came from: command line, versions, git commit, host, time."""
+    import numpy
+    import optuna
+    import ray
+    import torch
+
+    from .. import __version__
+
+    return {"command": " ".join(sys.argv if argv is None else ["rcsweep", *argv]), "time": now(),
+            "host": socket.gethostname(), "source": str(source) if source else None, "git_commit": git_commit(),
+            "versions": {"rcsweep": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
+                         "ray": ray.__version__, "optuna": optuna.__version__, "numpy": numpy.__version__}}
+
+
+def git_commit() -> str | None:
+    """The commit of the rcsweep checkout this runs from, when it is one (editable installs)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def write_spec(folder: Path, spec: SweepSpec, prov: dict, resumes: list | None = None) -> None:
+    doc = {**spec.to_dict(), "provenance": {**prov, "resumes": list(resumes or [])}}
+    atomic_write_text(folder / SWEEP_FILE, yaml.safe_dump(doc, sort_keys=False))
+
+
+def read_sweep_file(folder) -> tuple[SweepSpec, dict]:
+    """``(spec, provenance)`` from ``folder/sweep.yaml``; a UserError if it is not a sweep folder."""
+    folder = Path(folder)
+    path = folder / SWEEP_FILE
+    if not path.is_file():
+        raise UserError(f"{folder} is not a rcsweep sweep folder (no {SWEEP_FILE})")
+    doc = yaml.safe_load(path.read_text()) or {}
+    prov = doc.pop("provenance", {}) if isinstance(doc, dict) else {}
+    return load_sweep(doc), prov
+
+
+def read_spec(folder) -> SweepSpec:
+    return read_sweep_file(folder)[0]
+
+
+def add_resume(folder: Path, spec: SweepSpec, entry: dict) -> None:
+    """Record a resume (and a changed ``num_samples``) in ``sweep.yaml``."""
+    _, prov = read_sweep_file(folder)
+    resumes = prov.pop("resumes", [])
+    write_spec(folder, spec, prov, resumes + [entry])
+
+
+def remove_rows(folder, trial_ids) -> None:
+    """Drop rows from ``results.csv`` (trials Ray Tune never recorded; see the runner)."""
+    gone = set(trial_ids)
+    with locked(Path(folder)):
+        rows = [r for r in read_rows(folder) if r["trial_id"] not in gone]
+        fields = list(COLUMNS) + sorted({k for r in rows for k in r} - set(COLUMNS))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(Path(folder) / RESULTS_FILE, buf.getvalue())
+
+
+# -- the driver running a sweep ----------------------------------------------------------------
+def write_driver(folder: Path, **extra) -> None:
+    atomic_write_json(folder / DRIVER_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "started": now(),
+                                             "proc_start": _proc_start(os.getpid()), **extra})
+
+
+def read_driver(folder) -> dict | None:
+    try:
+        return json.loads((Path(folder) / DRIVER_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def clear_driver(folder: Path) -> None:
+    try:
+        (folder / DRIVER_FILE).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def driver_alive(info: dict | None) -> bool | None:
+    """Whether the driver in ``info`` still runs: True/False on this host, None elsewhere."""
+    if not info:
+        return False
+    if info.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, KeyError):
+        return None
+    return _proc_start(int(info["pid"])) == info.get("proc_start")  # else the pid was reused
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of a process (Linux), to tell a process from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None

@@ -1,0 +1,104 @@
+"""The sweep's Ray Tune searcher: references first, then grid points or Optuna suggestions.
+
+:class:`SweepSearcher` issues exactly ``num_samples`` trials. Each suggestion is the trial's full
+flat configuration (``SweepSpec.trial_config(...).to_flat()``), so a trial never needs the sweep
+file. ``num_samples`` comes from the param space's ``_sweep`` entry through
+``set_search_properties``, which Tune calls on every run, also after ``Tuner.restore``: that is
+how ``rcsweep resume DIR --num-samples M`` extends a sweep while the searcher's state (how many
+trials it issued, Optuna's study) is restored from the experiment folder.
+"""
+from __future__ import annotations
+
+import pickle
+
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from ..sweepfile import SweepSpec
+from .space import ConditionalSpace
+
+
+class SweepSearcher(Searcher):
+    """References, then grid points (``inner=None``) or the suggestions of ``inner``.
+
+    Args:
+        spec: the validated sweep (references, grid, fixed parameters).
+        inner: the searcher for non-reference trials (Optuna), or None for ``search: grid``.
+    """
+
+    def __init__(self, spec: SweepSpec, inner: Searcher | None = None):
+        # The objectives live in ``inner``; leaving ours unset keeps Tune from requiring them in
+        # the per-stage reports, which carry no final metrics yet.
+        super().__init__(metric=None, mode=None)
+        self.spec = spec
+        self.limit = spec.total_trials()
+        self.issued = 0
+        self.from_inner: set = set()
+        self._grid = None
+        if inner is not None:
+            self.searcher = inner  # Tune saves and restores wrapped searchers through this name
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        self.limit = int(config.get("_sweep", {}).get("num_samples", self.limit))
+        return True
+
+    def suggest(self, trial_id: str):
+        if self.issued >= self.limit:
+            return Searcher.FINISHED
+        refs = self.spec.references
+        point, overrides = {}, {}
+        if self.issued < len(refs):
+            overrides = dict(refs[self.issued])
+        elif not hasattr(self, "searcher"):
+            if self._grid is None:
+                self._grid = self.spec.grid()
+            index = self.issued - len(refs)
+            if index >= len(self._grid):
+                return Searcher.FINISHED
+            point = self._grid[index]
+        else:
+            point = self.searcher.suggest(trial_id)
+            if point is None or point == Searcher.FINISHED:
+                return point
+            self.from_inner.add(trial_id)
+        self.issued += 1
+        cfg = self.spec.trial_config(point, overrides)
+        return {"trial": cfg.to_flat(), "reference": bool(overrides)}
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
+        if trial_id in self.from_inner:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def get_state(self) -> dict:
+        return {"issued": self.issued, "from_inner": set(self.from_inner)}
+
+    def set_state(self, state: dict) -> None:
+        self.issued = state["issued"]
+        self.from_inner = set(state["from_inner"])
+
+    def save(self, checkpoint_path: str):  # used when this is the innermost searcher (grid)
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str):
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+def build_searcher(spec: SweepSpec) -> ConcurrencyLimiter:
+    """The searcher for ``spec.search``: ``optuna`` (TPE, multi-objective), ``random`` (Optuna's
+    random sampler over the same conditional space) or ``grid``; seeded by ``search_seed``."""
+    inner = None
+    if spec.search != "grid":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        metrics = [m for m, _ in spec.objectives]
+        modes = [d for _, d in spec.objectives]
+        if spec.search == "random":
+            kw = {"sampler": optuna.samplers.RandomSampler(seed=spec.search_seed)}
+        else:
+            kw = {"seed": spec.search_seed}
+        inner = OptunaSearch(space=ConditionalSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
+                             mode=modes if len(modes) > 1 else modes[0], **kw)
+    return ConcurrencyLimiter(SweepSearcher(spec, inner), max_concurrent=spec.max_concurrent)

@@ -1,0 +1,51 @@
+"""A sweep's conditional search space as an Optuna define-by-run function.
+
+Method choices (``pretrain``, ``compression``, ``finetune``) are drawn first; every other searched
+parameter is drawn only where it applies to the methods drawn (``weight_bits`` only when
+quantizing, ``sparsity`` only when pruning, ``eps_finetune`` only with adversarial fine-tuning),
+so Optuna never models a parameter that did not act on the trial.
+"""
+from __future__ import annotations
+
+from ..config import applicable
+from ..sweepfile import Dist, SweepSpec
+
+METHODS = ("pretrain", "compression", "finetune")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class ConditionalSpace:
+    """``space(trial) -> {name: value}`` for Optuna (Ray's ``OptunaSearch(space=...)``).
+
+    Args:
+        spec: the validated sweep; its ``space`` entries become Optuna distributions
+            (``choice`` -> categorical, ``uniform``/``loguniform`` -> float, ``int`` -> int) and its
+            ``fixed`` parameters decide, with the methods drawn, what applies.
+    """
+
+    def __init__(self, spec: SweepSpec):
+        self.fixed = dict(spec.fixed)
+        order = list(spec.space)
+        self.dists = sorted(spec.space.values(), key=lambda d: (d.name not in METHODS, order.index(d.name)))
+
+    def __call__(self, trial) -> dict:
+        drawn: dict = {}
+        for dist in self.dists:
+            if applicable(dist.name, {**self.fixed, **drawn}):
+                drawn[dist.name] = suggest(trial, dist)
+        return drawn
+
+
+def suggest(trial, dist: Dist):
+    """One value of ``dist`` from an Optuna trial."""
+    lo_hi = dist.values
+    if dist.kind == "uniform":
+        return trial.suggest_float(dist.name, *lo_hi)
+    if dist.kind == "loguniform":
+        return trial.suggest_float(dist.name, *lo_hi, log=True)
+    if dist.kind == "int":
+        return trial.suggest_int(dist.name, *lo_hi)
+    if all(isinstance(v, _PLAIN) for v in dist.values):
+        return trial.suggest_categorical(dist.name, list(dist.values))
+    # Optuna's categorical values must be plain scalars: draw the index of a list-valued choice
+    return dist.values[trial.suggest_categorical(dist.name, list(range(len(dist.values))))]

@@ -1,0 +1,136 @@
+"""Shared pretraining: each distinct pretraining configuration is trained once per sweep folder.
+
+``DIR/pretrained/<key>/`` holds ``model.pt`` + ``model.json`` (the dense model, loaded like any
+rcsweep model) and ``pretrain.json`` (the configuration key, the training history and seconds,
+which trial trained it), written last: its presence marks the model complete. ``<key>`` is a hash
+of ``TrialConfig.pretrain_key()``. Every trial loads its model from there, so the store works
+across Ray nodes (on shared storage) and after a resume; the driver holds no models.
+
+A trial that needs a model that another trial is training waits for it: training happens under an
+exclusive ``flock`` on ``DIR/pretrained/<key>.lock``. The kernel releases the lock when its holder
+dies (a killed worker leaves no stale lock); on NFS, Linux serves ``flock`` through the NFS lock
+manager. ``<key>/log.jsonl`` records every training started and finished, so tests and users can
+check that each model was trained exactly once. A model whose checksum fails is set aside
+(``<key>.corrupt-<time>``) and trained again.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from ..checkpoint import load_model, save_model
+from ..config import TrialConfig
+from ..errors import CheckpointError
+from ..fileio import atomic_write_json
+
+STORE_DIR = "pretrained"
+
+
+def pretrain_id(cfg: TrialConfig) -> str:
+    """A stable 16-hex-digit name for ``cfg``'s pretraining configuration."""
+    return hashlib.sha256(json.dumps(cfg.pretrain_key(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dense_config(cfg: TrialConfig) -> TrialConfig:
+    """The configuration stored with a pretrained model: the trial's, without compression or
+    fine-tuning (so the saved model loads as the dense network it is)."""
+    return cfg.replace(compression="none", finetune="none")
+
+
+class PretrainStore:
+    """The pretrained models of one sweep folder.
+
+    Args:
+        sweep_dir: the sweep folder; models live in ``sweep_dir/pretrained``.
+        poll_s: seconds between attempts to take a busy lock (default 0.5).
+    """
+
+    def __init__(self, sweep_dir, poll_s: float = 0.5):
+        self.root = Path(sweep_dir) / STORE_DIR
+        self.poll_s = poll_s
+
+    def folder(self, cfg: TrialConfig) -> Path:
+        return self.root / pretrain_id(cfg)
+
+    def model(self, cfg: TrialConfig, train: Callable[[], tuple], device="cpu", who: str = "",
+              on_wait: Callable[[], None] | None = None):
+        """``(model, info)``: the pretrained model for ``cfg``, trained here by ``train() -> (model,
+        history)`` only if no trial has trained it. ``info`` is ``pretrain.json`` plus
+        ``trained_here``. ``on_wait`` is called once if another trial holds the lock."""
+        folder = self.folder(cfg)
+        if _complete(folder):
+            try:
+                return load_model(folder, device), {**_read(folder), "trained_here": False}
+            except CheckpointError:
+                pass  # set aside and retrained below, under the lock
+        with self._lock(folder, on_wait):
+            if _complete(folder):
+                try:
+                    return load_model(folder, device), {**_read(folder), "trained_here": False}
+                except CheckpointError as e:
+                    _log(folder, "corrupt", who, error=str(e))
+                    folder.rename(folder.with_name(f"{folder.name}.corrupt-{int(time.time())}"))
+            folder.mkdir(parents=True, exist_ok=True)
+            _log(folder, "start", who)
+            t = time.perf_counter()
+            model, history = train()
+            seconds = time.perf_counter() - t
+            save_model(model, folder, dense_config(cfg), {"compression": {"method": "none"}})
+            info = {"key": cfg.pretrain_key(), "seconds": seconds, "trained_by": who,
+                    "history": [vars(h) if not isinstance(h, dict) else h for h in history]}
+            atomic_write_json(folder / "pretrain.json", info)
+            _log(folder, "done", who, seconds=seconds)
+            return model, {**info, "trained_here": True}
+
+    @contextmanager
+    def _lock(self, folder: Path, on_wait):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(folder.with_name(folder.name + ".lock"), "a+") as f:
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited and on_wait is not None:
+                        on_wait()
+                    waited = True
+                    time.sleep(self.poll_s)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def count_trainings(sweep_dir) -> dict[str, int]:
+    """``{key: number of completed trainings}`` for every model in the sweep's store."""
+    root = Path(sweep_dir) / STORE_DIR
+    counts = {}
+    for log in sorted(root.glob("*/log.jsonl")):
+        if "." in log.parent.name:  # a corrupt model set aside
+            continue
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        counts[log.parent.name] = sum(e["event"] == "done" for e in events)
+    return counts
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "pretrain.json").is_file()
+
+
+def _read(folder: Path) -> dict:
+    return json.loads((folder / "pretrain.json").read_text())
+
+
+def _log(folder: Path, event: str, who: str, **extra) -> None:
+    entry = {"event": event, "trial": who, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+             **extra}
+    with open(folder / "log.jsonl", "a") as f:  # one short O_APPEND write per line
+        f.write(json.dumps(entry) + "\n")

@@ -1,0 +1,129 @@
+"""What a sweep would run, how far it got, and its Pareto set, as text. No Ray: ``rcsweep status``
+reads ``results.csv`` while the sweep runs, and ``rcsweep validate`` runs nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import TrialConfig
+from ..errors import UserError
+from ..results import RESULTS_FILE, load_results
+from ..sweepfile import SweepSpec
+from .folder import driver_alive, read_driver, read_spec
+from .store import pretrain_id
+
+SHOWN_PARAMS = ("pretrain", "compression", "sparsity", "weight_bits", "act_bits", "finetune")
+
+
+@dataclass
+class Status:
+    folder: Path
+    spec: SweepSpec
+    counts: dict  # status -> number of trials
+    driver: str  # running | stopped | unknown (another host)
+    table: object  # pandas DataFrame of results.csv
+
+    @property
+    def planned(self) -> int:
+        return self.spec.total_trials()
+
+    @property
+    def complete(self) -> bool:
+        return self.counts.get("finished", 0) == self.planned
+
+
+def sweep_status(folder) -> Status:
+    """Trials and their states from ``folder/results.csv`` (works while the sweep runs)."""
+    folder = Path(folder).resolve()
+    spec = read_spec(folder)
+    table = load_results(folder) if (folder / RESULTS_FILE).is_file() else None
+    counts = table["status"].value_counts().to_dict() if table is not None else {}
+    alive = driver_alive(read_driver(folder))
+    return Status(folder, spec, counts, {True: "running", False: "stopped", None: "unknown"}[alive], table)
+
+
+def format_status(st: Status) -> str:
+    state = st.driver if st.driver != "stopped" else ("complete" if st.complete else "stopped")
+    lines = [f"sweep {st.spec.name} in {st.folder} ({state})",
+             f"trials: {st.counts.get('finished', 0)} finished, {st.counts.get('running', 0)} running, "
+             f"{st.counts.get('failed', 0)} failed, of {st.planned} planned"]
+    if st.driver != "running" and st.counts.get("running"):
+        lines.append(f"  the driver is not running: 'rcsweep resume {st.folder}' continues the unfinished trials")
+    if st.table is not None and len(st.table):
+        cols = ["trial_id", "status", *SHOWN_PARAMS, *(m for m, _ in st.spec.objectives)]
+        lines.append(_frame(st.table[[c for c in cols if c in st.table]]))
+        front = pareto_front(st.table, st.spec.objectives)
+        if len(front):
+            lines.append(f"best so far (Pareto set of {', '.join(f'{m} {d}' for m, d in st.spec.objectives)}):")
+            lines.append(_frame(front[[c for c in cols if c in front]]))
+        failed = st.table[st.table["status"] == "failed"]
+        for _, r in failed.iterrows():
+            lines.append(f"failed {r['trial_id']}: {r['error']}")
+    return "\n".join(lines)
+
+
+def pareto_front(table, objectives):
+    """The finished, non-suspect trials that no other trial beats on every objective."""
+    from analysis.common import split_usable
+    from analysis.pareto import front_of, parse_objectives
+
+    usable, _ = split_usable(table, needed=[m for m, _ in objectives])
+    return front_of(usable, parse_objectives([f"{m}:{d}" for m, d in objectives]))
+
+
+def describe_spec(spec: SweepSpec) -> str:
+    """What ``rcsweep validate`` prints: the count, the space, the trials when known, the cost."""
+    lines = [f"sweep {spec.name}: {spec.total_trials()} trials, search {spec.search} (seed {spec.search_seed}), "
+             f"objectives {', '.join(f'{m} {d}' for m, d in spec.objectives)}",
+             f"  at most {spec.max_concurrent} at once, each with {spec.resources['cpu']:g} CPU, "
+             f"{spec.resources['gpu']:g} GPU; retries per trial {spec.max_failures}"]
+    lines += [f"  fixed {k} = {v}" for k, v in spec.fixed.items()]
+    lines += [f"  space {n}: {d.kind} {list(d.values)}" for n, d in spec.space.items()]
+    known = [spec.trial_config(overrides=r) for r in spec.references]
+    lines += [f"  reference {i}: {dict(r)}" for i, r in enumerate(spec.references)]
+    if spec.search == "grid":
+        grid = spec.grid()
+        known += [spec.trial_config(p) for p in grid]
+        lines += [f"  grid point {i}: {p}" for i, p in enumerate(grid)]
+    else:  # the searched trials are not known yet: random draws from the same space stand in
+        import optuna
+
+        from .space import ConditionalSpace
+
+        space, study = ConditionalSpace(spec), optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        known += [spec.trial_config(space(study.ask())) for _ in range(spec.total_trials() - len(known))]
+    lines.append(estimated_cost(known, exact=spec.search == "grid"))
+    return "\n".join(lines)
+
+
+def estimated_cost(trials: list[TrialConfig], exact: bool) -> str:
+    """Training compute of ``trials`` with shared pretraining (dense MACs bound the fine-tuning)."""
+    from ..data import load_dataset
+    from ..metrics import count_macs
+    from ..models import build_model
+    from ..pipeline import stage_flops
+
+    pre, fine, keys = 0.0, 0.0, {}
+    try:
+        for cfg in trials:
+            n_train = len(load_dataset(cfg.dataset, "train", train_size=cfg.train_size, val_size=cfg.val_size)[1])
+            macs = count_macs(build_model(cfg.model, cfg.dataset, cfg.width), tuple(_shape(cfg)))
+            flops = stage_flops(cfg, macs, macs, n_train)
+            keys.setdefault(pretrain_id(cfg), flops["flops_pretrain"])
+            fine += flops["flops_finetune"]
+    except UserError as e:
+        return f"  estimated cost: unknown ({e})"
+    pre = sum(keys.values())
+    how = "" if exact else " (searched trials estimated by random draws from the space)"
+    return (f"  estimated training compute{how}: {(pre + fine) / 1e12:.3g} TFLOP = pretraining {pre / 1e12:.3g} "
+            f"({len(keys)} distinct model(s), shared) + fine-tuning at most {fine / 1e12:.3g}")
+
+
+def _shape(cfg: TrialConfig):
+    from ..data import dataset_info
+
+    return dataset_info(cfg.dataset).shape
+
+
+def _frame(df) -> str:
+    return "\n".join("  " + line for line in df.to_string(index=False, na_rep="").splitlines())

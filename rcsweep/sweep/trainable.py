@@ -1,0 +1,139 @@
+"""The Ray Tune function trainable: one trial, resumable stage by stage.
+
+A trial gets its pretrained model from the sweep's :class:`~.store.PretrainStore` (training it
+only if no trial has), then runs :func:`rcsweep.pipeline.continue_trial`, checkpointing after
+compression and after every fine-tuning epoch (:mod:`.checkpoints`) and reporting to Tune after
+each stage. A restarted trial (a retry, a lost node, ``rcsweep resume``) continues from its newest
+valid checkpoint; a trial whose ``record.json`` exists is finished and is never run again.
+
+Per trial, ``DIR/trials/<trial_id>/`` holds ``record.json``, ``model.pt``, ``model.json`` and
+``stages.jsonl`` (one line per stage completed: what ran, where, when); its row in
+``DIR/results.csv`` goes ``running`` -> ``finished`` or ``failed`` with the error.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from ..config import TrialConfig
+from ..pipeline import Progress, continue_trial, load_trial_data, pretrain, save_trial
+from ..results import record_to_row, upsert_rows
+from . import checkpoints
+from .store import PretrainStore, pretrain_id
+
+TRIALS_DIR = "trials"
+_SCALARS = (int, float, bool, str)
+
+
+class TrialTimeout(RuntimeError):
+    """A trial ran past the sweep's ``trial_timeout_s``."""
+
+
+def sweep_trial(config: dict) -> None:
+    """Run one trial. ``config``: ``trial`` (flat TrialConfig), ``reference`` (bool) and ``_sweep``
+    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``), as :mod:`.search` and :mod:`.runner` make it."""
+    sweep = config["_sweep"]
+    root = Path(sweep["dir"])
+    trial_id = tune.get_context().get_trial_id()
+    cfg = TrialConfig.from_flat(config["trial"])
+    folder = root / TRIALS_DIR / trial_id
+    row = dict(trial_id=trial_id, params=cfg.to_flat(), is_reference=bool(config.get("reference")))
+    record = finished_record(folder)
+    if record is not None:  # finished before the driver could hear of it: report, never rerun
+        upsert_rows(root, [record_to_row(status="finished", record=record, **row)])
+        tune.report(final_metrics(record))
+        return
+    upsert_rows(root, [record_to_row(status="running", **row)])
+    torch.set_num_threads(max(1, math.floor(sweep.get("cpus_per_trial", 1))))
+    try:
+        record = _run(cfg, root, folder, trial_id, sweep.get("trial_timeout_s"))
+    except Exception as e:
+        upsert_rows(root, [record_to_row(status="failed", error=f"{type(e).__name__}: {e}", **row)])
+        raise
+    upsert_rows(root, [record_to_row(status="finished", record=record, **row)])
+    tune.report(final_metrics(record))
+
+
+def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s) -> dict:
+    device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+    started = time.monotonic()
+
+    def report(stage: str, checkpoint_dir: Path | None = None, **metrics):
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            raise TrialTimeout(f"trial_timeout_s: still at stage {stage} after {timeout_s:g} s")
+        metrics = {"stage": stage, **{k: v for k, v in metrics.items() if isinstance(v, _SCALARS)}}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
+
+    data = load_trial_data(cfg)
+    t = time.perf_counter()
+    on_epoch = lambda s: report("pretrain", epoch=s.epoch + 1, val_clean_acc=s.val_clean_acc)  # noqa: E731
+    model, info = PretrainStore(root).model(
+        cfg, lambda: pretrain(cfg, data, device, on_epoch), device, who=trial_id,
+        on_wait=lambda: report("waiting for pretraining"))
+    if info["trained_here"]:
+        _log_stage(folder, "pretrain", key=pretrain_id(cfg), seconds=info["seconds"])
+    resumed = _restore(folder)
+    if resumed is None:
+        progress, weights = Progress(times={"time_pretrain_s": time.perf_counter() - t},
+                                     history={"pretrain": info["history"], "pretrained_model": pretrain_id(cfg)}), None
+        report("pretrained")
+    else:
+        progress, weights, path = resumed
+        _log_stage(folder, "resume", stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
+
+    def on_stage(p: Progress, m):
+        step = 1 + p.finetune_epochs_done
+        path = checkpoints.save(folder, step, p, m)
+        _log_stage(folder, p.stage, epochs_done=p.finetune_epochs_done)
+        last = (p.history.get("finetune") or [{}])[-1] if p.stage == "finetuning" else {}
+        report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"))
+
+    model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage)
+    save_trial(folder, model, cfg, comp, record)
+    _log_stage(folder, "evaluated")
+    checkpoints.clear(folder)
+    return record
+
+
+def _restore(folder: Path):
+    """The newest valid stage checkpoint of this trial: its own folder's, then Tune's copy."""
+    ckpt = tune.get_checkpoint()
+    extra = []
+    if ckpt is not None:
+        if os.path.isdir(ckpt.path):  # local or shared storage: use it where it lies
+            extra = [ckpt.path]
+        else:  # remote storage: fetch a copy
+            extra = [ckpt.to_directory(tempfile.mkdtemp(prefix="rcsweep-ckpt-"))]
+    return checkpoints.latest(folder, extra)
+
+
+def finished_record(folder: Path) -> dict | None:
+    path = folder / "record.json"
+    if not path.is_file() or not (folder / "model.json").is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a partial record cannot exist (atomic writes); treat as unfinished anyway
+
+
+def final_metrics(record: dict) -> dict:
+    """The scalar metrics of a record, as the trial's last report to Tune (the objectives)."""
+    return {"stage": "evaluated", **{k: v for k, v in record["metrics"].items()
+                                     if isinstance(v, _SCALARS) and not isinstance(v, str)}}
+
+
+def _log_stage(folder: Path, stage: str, **extra) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"stage": stage, "time": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **extra}
+    with open(folder / "stages.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")

@@ -1,0 +1,92 @@
+"""Shared pretraining store and stage checkpoints (plain processes, no Ray)."""
+import json
+import multiprocessing as mp
+import time
+
+import torch
+
+from rcsweep import TrialConfig
+from rcsweep.fileio import sha256_file
+from rcsweep.models import build_model
+from rcsweep.pipeline import Progress
+
+CFG = TrialConfig(dataset="digits", pretrain_epochs=1, compression="prune_structured", sparsity=0.5,
+                  finetune="clean")
+
+
+def _fake_training(seconds):
+    time.sleep(seconds)
+    torch.manual_seed(0)
+    return build_model(CFG.model, "digits"), []
+
+
+def _get(folder, who, queue):
+    from rcsweep.sweep.store import PretrainStore
+
+    model, info = PretrainStore(folder, poll_s=0.05).model(CFG, lambda: _fake_training(1.0), who=who)
+    queue.put((who, info["trained_here"], float(sum(p.sum() for p in model.parameters()))))
+
+
+def test_concurrent_trials_train_a_model_once_and_the_others_wait(tmp_path):
+    from rcsweep.sweep.store import count_trainings, pretrain_id
+
+    ctx = mp.get_context("fork")  # the children inherit the imports: fast
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_get, args=(tmp_path, f"t{i}", queue)) for i in range(3)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(trained for _, trained, _ in got) == [False, False, True]
+    assert len({round(total, 4) for *_, total in got}) == 1  # everyone has the same weights
+    assert count_trainings(tmp_path) == {pretrain_id(CFG): 1}
+    # a different pretraining configuration is a different model; a compression change is not
+    assert pretrain_id(CFG.replace(seed=1)) != pretrain_id(CFG)
+    assert pretrain_id(CFG.replace(compression="quant", weight_bits=4)) == pretrain_id(CFG)
+
+
+def test_a_corrupted_pretrained_model_is_set_aside_and_trained_again(tmp_path):
+    from rcsweep.sweep.store import PretrainStore, count_trainings
+
+    store = PretrainStore(tmp_path)
+    _, info = store.model(CFG, lambda: _fake_training(0))
+    assert info["trained_here"]
+    pt = store.folder(CFG) / "model.pt"
+    pt.write_bytes(pt.read_bytes()[:-100])  # truncated
+    model, info = store.model(CFG, lambda: _fake_training(0))
+    assert info["trained_here"] and isinstance(model, torch.nn.Module)
+    assert len(list((tmp_path / "pretrained").glob("*.corrupt-*"))) == 1
+    assert list(count_trainings(tmp_path).values()) == [1]
+
+
+def test_stage_checkpoints_keep_two_and_fall_back_past_a_bad_one(tmp_path, capsys):
+    from rcsweep.sweep import checkpoints
+
+    model = build_model(CFG.model, "digits")
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            next(model.parameters()).fill_(step)
+        checkpoints.save(tmp_path, step, Progress(stage="finetuning", finetune_epochs_done=step - 1), model)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["0002-finetuning", "0003-finetuning"]
+    first = next(name for name, _ in model.named_parameters())
+    progress, weights, _ = checkpoints.latest(tmp_path)
+    assert progress.finetune_epochs_done == 2 and float(weights[first].flatten()[0]) == 3
+    (tmp_path / "checkpoints" / "0003-finetuning" / "weights.pt").write_bytes(b"garbage")
+    progress, weights, path = checkpoints.latest(tmp_path)
+    assert path.name == "0002-finetuning" and progress.finetune_epochs_done == 1
+    assert "sha256 does not match" in capsys.readouterr().err
+    # a checkpoint that carries a pickled object is refused, whatever its checksum says
+    bad = tmp_path / "checkpoints" / "0002-finetuning"
+    torch.save({"x": torch.zeros(1), "obj": _Evil()}, bad / "weights.pt")
+    d = json.loads((bad / "progress.json").read_text())
+    d["sha256"] = sha256_file(bad / "weights.pt")
+    (bad / "progress.json").write_text(json.dumps(d))
+    assert checkpoints.latest(tmp_path) is None
+    assert "cannot load" in capsys.readouterr().err
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("unpickled!",))
