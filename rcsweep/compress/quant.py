@@ -7,11 +7,11 @@ Modes (``quant_mode``), in torchao's prepare -> train -> convert shape:
   ``CALIB_EXAMPLES`` images) and then frozen. Fine-tuning, if any, trains the float weights
   through the frozen quantizers with the straight-through estimator.
 - ``qat``: the same calibration as a starting point, then quantization stays in the loop *and
-  adapts* while fine-tuning: after every optimiser step the weight scales follow the weights
-  and, in training mode, activation ranges follow a moving
-  average of each batch's range (the adversarial batches when fine-tuning adversarially).
-  Weight scales track max|w| per channel (as torch's QAT observers do); since calibration ends by
-  rounding the weights onto the grid, this starts from exactly the MSE-calibrated scales.
+  adapts* while fine-tuning: after every optimiser step each weight scale follows max|w| of its
+  channel (as torch's QAT observers do; calibration ends by rounding the weights onto the grid,
+  so this starts from exactly the MSE-calibrated scales), and in training mode activation ranges
+  follow a moving average of each batch's range (the adversarial batches when fine-tuning
+  adversarially).
   With ``finetune: none`` (or 0 epochs) there is no training loop to put quantization in: the model
   is the PTQ-calibrated one, and ``info["mode_effective"]`` records ``"ptq"``.
 

@@ -17,7 +17,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import CheckpointError, UserError
-from .base import Compressor, layers_in_order, prunable_layers, submodule
+from .base import Compressor, layers_in_order, submodule
 
 
 def out_channels(m: nn.Module) -> int:
@@ -32,7 +32,7 @@ class StructuredPrune(Compressor):
         layers = layers_in_order(model, tuple(example.shape[1:]))
         if len(layers) < 2:
             raise UserError(f"compression {self.cfg.compression}: model {self.cfg.model!r} has no layer whose "
-                            f"channels can be removed (its only Conv2d/Linear is the classifier)")
+                            f"channels can be removed (it has no Conv2d/Linear besides its classifier)")
         dense = {n: out_channels(m) for n, m in layers[:-1]}
         was = model.training
         model.eval()  # Torch-Pruning traces with a forward pass: keep BatchNorm statistics untouched
@@ -68,9 +68,3 @@ class StructuredPrune(Compressor):
             raise CheckpointError(f"cannot rebuild the pruned structure: layer {bad} has {got[bad]} channels, "
                                   f"the saved model {info['out_channels'][bad]}")
 
-
-def channel_fraction_removed(model: nn.Module, dense: nn.Module, input_shape: tuple) -> float:
-    """Fraction of the prunable layers' output channels that ``model`` lacks compared with ``dense``."""
-    have = {n: out_channels(m) for n, m in prunable_layers(model, input_shape)}
-    full = {n: out_channels(m) for n, m in prunable_layers(dense, input_shape)}
-    return 1 - sum(have.get(n, 0) for n in full) / max(sum(full.values()), 1)
