@@ -12,7 +12,9 @@
    3 points); the w8a8 integer model against the simulated one (within 1 point) with the transfer
    check.
 4. Adversarial fine-tuning: pruned to 0.7 and 4-bit PTQ models, adversarially fine-tuned for 3
-   epochs, against the same compressed models without fine-tuning (robust accuracy, PGD).
+   epochs, against the same compressed models without fine-tuning (robust accuracy, PGD); and the
+   transfer check of an adversarially fine-tuned w8a8 model (a standard one has ~0 robust accuracy,
+   which makes its transfer check uninformative).
 
 Usage: python benchmarks/bench_compression.py [--only size,speed,accuracy,finetune] [--smoke-test]
 """
@@ -112,27 +114,39 @@ def bench_accuracy(model, base, data, out):
           f"simulated {int_metrics['transfer_sim_robust_acc']:.3f}, integer {int_metrics['transfer_int8_acc']:.3f}")
 
 
-def bench_finetune(model, base, data, out, n_ft):
-    ft_data = TrialData(data.info, (data.train[0][:n_ft], data.train[1][:n_ft]), data.val, data.test)
-    for comp in (dict(compression="prune", sparsity=0.7), dict(compression="quant", weight_bits=4)):
+def bench_finetune(model, base, data, out, n_ft, n_test):
+    """Fine-tune on the first ``n_ft`` training images; evaluate on the first ``n_test`` test images."""
+    sub = TrialData(data.info, (data.train[0][:n_ft], data.train[1][:n_ft]), data.val,
+                    (data.test[0][:n_test], data.test[1][:n_test]))
+    dense_params = sum(p.numel() for p in model.parameters())
+    for comp in (dict(compression="prune", sparsity=0.7), dict(compression="quant", weight_bits=4),
+                 dict(compression="quant", weight_bits=8, act_bits=8)):
         row = {}
         for ft in ("none", "adversarial"):
-            extra = dict(finetune="adversarial", finetune_epochs=3) if ft == "adversarial" else {}
-            cfg = base.replace(**comp, **extra)
+            if comp.get("weight_bits") == 8 and ft == "none":
+                continue  # w8a8 is here for the transfer check of a robust model only
+            cfg = base.replace(**comp, **(dict(finetune="adversarial", finetune_epochs=3) if ft != "none" else {}))
             m, c = compressed(model, cfg, data)
             t = time.perf_counter()
-            finetune(m, c, cfg, ft_data, "cpu")
-            r = evaluate_model(m, cfg, data, "cpu")
-            e = efficiency(m, cfg, SHAPE, sum(p.numel() for p in model.parameters()), latency=False)
+            finetune(m, c, cfg, sub, "cpu")
+            r = evaluate_model(m, cfg, sub, "cpu")
+            e = efficiency(m, cfg, SHAPE, dense_params, latency=False)
             row[ft] = {"clean_acc": r.clean_acc, "robust_acc": r.robust_acc, "suspect": r.suspect,
                        "sparsity_measured": e["sparsity_measured"], "weight_bits_measured": e["weight_bits_measured"],
-                       "seconds": time.perf_counter() - t}
-        name = comp["compression"]
-        out[f"finetune_{name}"] = row
-        print(f"[finetune] {comp}: robust acc at eps {base.eps_eval} without fine-tuning {row['none']['robust_acc']:.3f}, "
-              f"after 3 adversarial epochs {row['adversarial']['robust_acc']:.3f} (clean {row['none']['clean_acc']:.3f} "
-              f"-> {row['adversarial']['clean_acc']:.3f}); sparsity {row['adversarial']['sparsity_measured']:.4f}, "
-              f"weight bits {row['adversarial']['weight_bits_measured']}")
+                       "seconds": time.perf_counter() - t, **integer_check(m, cfg, sub, "cpu")[0]}
+        key = "_".join(f"{k}{v}" for k, v in comp.items() if k != "compression")
+        out[f"finetune_{comp['compression']}_{key}"] = row
+        adv = row["adversarial"]
+        if "none" in row:
+            print(f"[finetune] {comp}: robust acc at eps {base.eps_eval} on {n_test} test images without "
+                  f"fine-tuning {row['none']['robust_acc']:.3f}, after 3 adversarial epochs on {n_ft} images "
+                  f"{adv['robust_acc']:.3f} (clean {row['none']['clean_acc']:.3f} -> {adv['clean_acc']:.3f}); "
+                  f"after fine-tuning: sparsity {adv['sparsity_measured']:.4f}, weight bits {adv['weight_bits_measured']}")
+        else:
+            print(f"[finetune] {comp} adversarially fine-tuned: clean {adv['clean_acc']:.3f}, robust {adv['robust_acc']:.3f}; "
+                  f"integer model clean {adv['int8_clean_acc']:.3f} (simulated {adv['sim_clean_acc']:.3f}); transfer "
+                  f"of PGD examples crafted on the simulated model: simulated {adv['transfer_sim_robust_acc']:.3f}, "
+                  f"integer {adv['transfer_int8_acc']:.3f}")
 
 
 def main():
@@ -168,7 +182,7 @@ def main():
     if "accuracy" in only:
         bench_accuracy(model, base, data, out)
     if "finetune" in only:
-        bench_finetune(model, base, data, out, 200 if smoke else args.finetune_size)
+        bench_finetune(model, base, data, out, 200 if smoke else args.finetune_size, 100 if smoke else 500)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
