@@ -39,7 +39,7 @@ def test_space_draws_parameters_only_where_they_apply():
 def _searcher(data):
     from rcsweep.sweep.search import build_searcher
 
-    limiter = build_searcher(load_sweep(data))
+    limiter = build_searcher(load_sweep(data)).searcher
     return limiter, limiter.searcher
 
 

@@ -49,9 +49,11 @@ def _checked(source, name=None, **flags):
 
 
 def cmd_run(args) -> int:
+    from .folder import new_folder
+
     # bad input fails here, before Ray is imported or started
-    _checked(args.sweep, args.name, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-             search_seed=args.search_seed)
+    new_folder(args.storage, _checked(args.sweep, args.name, num_samples=args.num_samples,
+                                      max_concurrent=args.max_concurrent, search_seed=args.search_seed))
     from .runner import run_sweep
 
     return run_sweep(args.sweep, name=args.name, storage=args.storage, address=args.address,

@@ -60,6 +60,14 @@ def resolve_spec(source, name=None, **overrides) -> SweepSpec:
     return spec
 
 
+def new_folder(storage, spec: SweepSpec) -> Path:
+    """``STORAGE/NAME`` for a new sweep; refused if it exists (a sweep is continued, not rerun)."""
+    folder = resolve_storage(storage) / spec.name
+    if folder.exists():
+        raise UserError(f"{folder} already exists: continue it with 'rcsweep resume {folder}' or choose another --name")
+    return folder
+
+
 def now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 

@@ -28,7 +28,7 @@ from ..errors import ConfigError, UserError
 from ..results import read_rows, upsert_rows
 from ..sweepfile import SweepSpec
 from .folder import (TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
-                     read_sweep_file, remove_rows, resolve_spec, resolve_storage, write_driver, write_spec)
+                     new_folder, read_sweep_file, remove_rows, resolve_spec, write_driver, write_spec)
 from .progress import SweepProgress
 from .search import build_searcher
 from .summary import format_status, pareto_front, sweep_status
@@ -73,9 +73,7 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
     """
     spec = resolve_spec(path_or_dict, name, num_samples=num_samples, max_concurrent=max_concurrent,
                         search_seed=search_seed)
-    folder = resolve_storage(storage) / spec.name
-    if folder.exists():
-        raise UserError(f"{folder} already exists: continue it with 'rcsweep resume {folder}' or choose another --name")
+    folder = new_folder(storage, spec)
     prov = provenance(argv, path_or_dict if not isinstance(path_or_dict, dict) else None)
     with ray_session(address) as nodes:
         check_resources(spec, nodes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ..sweepfile import SweepSpec
@@ -85,7 +85,17 @@ class SweepSearcher(Searcher):
             self.set_state(pickle.load(f))
 
 
-def build_searcher(spec: SweepSpec) -> ConcurrencyLimiter:
+class SweepSearchGenerator(SearchGenerator):
+    """Tune's searcher driver, except that a restored one is never 'finished' by its saved state:
+    a sweep extended by ``resume --num-samples`` must ask the searcher again (which answers
+    FINISHED once more if there is nothing left to run)."""
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._finished = False
+
+
+def build_searcher(spec: SweepSpec) -> SweepSearchGenerator:
     """The searcher for ``spec.search``: ``optuna`` (TPE, multi-objective), ``random`` (Optuna's
     random sampler over the same conditional space) or ``grid``; seeded by ``search_seed``."""
     inner = None
@@ -101,4 +111,4 @@ def build_searcher(spec: SweepSpec) -> ConcurrencyLimiter:
             kw = {"seed": spec.search_seed}
         inner = OptunaSearch(space=ConditionalSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
                              mode=modes if len(modes) > 1 else modes[0], **kw)
-    return ConcurrencyLimiter(SweepSearcher(spec, inner), max_concurrent=spec.max_concurrent)
+    return SweepSearchGenerator(ConcurrencyLimiter(SweepSearcher(spec, inner), max_concurrent=spec.max_concurrent))

@@ -88,7 +88,7 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s) -
         report("pretrained")
     else:
         progress, weights, path = resumed
-        _log_stage(folder, "resume", stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
+        _log_stage(folder, "resume", from_stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
 
     def on_stage(p: Progress, m):
         step = 1 + p.finetune_epochs_done

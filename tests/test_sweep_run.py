@@ -1,0 +1,134 @@
+"""Sweeps on a real local Ray: a tiny sweep completes (one trial fails and is recorded),
+pretraining is shared, the sweep is extended and its failed trial retried, and the sweep of a
+SIGKILLed driver is resumed with no finished trial or checkpointed stage run twice."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest_ray import ray_local  # noqa: F401  (session fixture)
+
+from rcsweep import TrialConfig, load_model, load_results
+from rcsweep.cli import main
+
+FIXED = dict(dataset="digits", pretrain_epochs=3, batch_size=16, lr=0.1, train_size=400, test_size=50,
+             eval_steps=2, eval_restarts=1)
+# 5 trials: two references (the second diverges at once: a trial that fails), three searched
+TINY = {"name": "tiny", "fixed": {**FIXED, "finetune_epochs": 2, "finetune_lr": 0.02},
+        "space": {"finetune": {"choice": ["none", "clean"]}, "seed": {"choice": [0, 1]}},
+        "references": [{"finetune": "none", "seed": 0}, {"finetune": "none", "lr": 1.0e6}],
+        "num_samples": 5, "max_concurrent": 2, "max_failures": 0}
+
+
+def stage_logs(folder) -> dict:
+    """{trial_id: [stage entries]} from every trial's stages.jsonl."""
+    return {p.parent.name: [json.loads(line) for line in p.read_text().splitlines()]
+            for p in sorted((folder / "trials").glob("*/stages.jsonl"))}
+
+
+def trainings(folder) -> dict:
+    """{pretrained model: [events]} from the store's logs."""
+    return {p.parent.name: [json.loads(line)["event"] for line in p.read_text().splitlines()]
+            for p in (folder / "pretrained").glob("*/log.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def tiny(ray_local, tmp_path_factory):  # noqa: F811
+    from rcsweep.sweep.runner import run_sweep
+
+    outcome = run_sweep(TINY, storage=tmp_path_factory.mktemp("store"))
+    return outcome
+
+
+def test_tiny_sweep_completes_and_records_the_failed_trial(tiny):
+    folder = tiny.folder
+    assert tiny.exit_code == 1 and (tiny.planned, tiny.finished, tiny.failed) == (5, 4, 1)
+    df = load_results(folder)
+    assert len(df) == 5 and df["status"].value_counts().to_dict() == {"finished": 4, "failed": 1}
+    failed = df[df["status"] == "failed"].iloc[0]
+    assert failed["lr"] == 1.0e6 and failed["error"].startswith("TrainingCollapsed: loss became nan")
+    done = df[df["status"] == "finished"]
+    assert done["robust_acc"].notna().all() and done["time_finetune_s"].notna().all()
+    ref = df[df["is_reference"]]
+    assert len(ref) == 2 and set(ref["finetune"]) == {"none"}
+    for trial_id in done["trial_id"]:
+        record = json.loads((folder / "trials" / trial_id / "record.json").read_text())
+        assert TrialConfig.from_flat(record["params"]).finetune in ("none", "clean")
+        assert not (folder / "trials" / trial_id / "checkpoints").exists()  # cleared once finished
+    model = load_model(folder / "trials" / done["trial_id"].iloc[0])
+    assert sum(p.numel() for p in model.parameters()) > 0
+    doc = yaml.safe_load((folder / "sweep.yaml").read_text())
+    assert doc["num_samples"] == 5 and doc["provenance"]["versions"]["ray"] and doc["provenance"]["command"]
+    assert tiny.pareto and set(tiny.pareto) <= set(done["trial_id"])
+
+
+def test_pretraining_ran_once_per_distinct_configuration(tiny):
+    from rcsweep.sweep.store import count_trainings, pretrain_id
+
+    df = load_results(tiny.folder).query("status == 'finished'")
+    needed = {pretrain_id(TrialConfig(**{**FIXED, "seed": int(s)})) for s in df["seed"]}
+    counts = count_trainings(tiny.folder)
+    assert {key: n for key, n in counts.items() if n} == {key: 1 for key in needed}
+    assert sorted(counts.values()) == [0] + [1] * len(needed)  # the diverged pretraining never finished
+    assert sum(e["stage"] == "pretrain" for log in stage_logs(tiny.folder).values() for e in log) == len(needed)
+
+
+def test_status_reads_results_csv(tiny, capsys):
+    assert main(["status", str(tiny.folder)]) == 0
+    out = capsys.readouterr().out
+    assert "4 finished" in out and "1 failed" in out and "(stopped)" in out and "Pareto" in out
+
+
+def test_resume_extends_and_retries_failed_without_rerunning_a_finished_trial(tiny):
+    from rcsweep.sweep.runner import resume_sweep
+
+    before = stage_logs(tiny.folder)
+    runs_before = trainings(tiny.folder)
+    outcome = resume_sweep(tiny.folder, num_samples=6, retry_failed=True)
+    assert (outcome.planned, outcome.finished, outcome.failed, outcome.exit_code) == (6, 5, 1, 1)
+    after = stage_logs(tiny.folder)
+    assert len(after) == 5 and all(after[t] == log for t, log in before.items())  # + the failed one, no log
+    runs = trainings(tiny.folder)
+    assert all(events == ["start", "done"] for events in runs.values() if "done" in events)
+    failed_key = next(k for k, events in runs.items() if "done" not in events)
+    assert runs[failed_key] == runs_before[failed_key] + ["start"]  # the failed trial, and only it, ran again
+    assert yaml.safe_load((tiny.folder / "sweep.yaml").read_text())["provenance"]["resumes"][0]["num_samples"] == 6
+
+
+def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path):  # noqa: F811
+    from rcsweep.sweep.runner import resume_sweep
+
+    sweep = {**TINY, "name": "killed", "num_samples": 4, "references": TINY["references"][:1],
+             "fixed": {**TINY["fixed"], "finetune_epochs": 3},
+             "space": {**TINY["space"], "compression": {"choice": ["none", "prune_structured"]}}}
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    folder = tmp_path / "store" / "killed"
+    env = {**os.environ, "RAY_ADDRESS": ray_local}
+    driver = subprocess.Popen([sys.executable, "-m", "rcsweep.cli", "run", str(path), "--storage", str(tmp_path / "store")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and driver.poll() is None:
+        rows = load_results(folder) if (folder / "results.csv").is_file() else None
+        if rows is not None and (rows["status"] == "finished").sum() >= 1:
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done_before = set(load_results(folder).query("status == 'finished'")["trial_id"])
+    logs_before = stage_logs(folder)
+    outcome = resume_sweep(folder)
+    df = load_results(folder)
+    assert outcome.exit_code == 0 and len(df) == 4 and set(df["status"]) == {"finished"}
+    logs = stage_logs(folder)
+    for trial_id, log in logs.items():
+        if trial_id in done_before:
+            assert log == logs_before[trial_id]  # a finished trial never runs again
+        steps = [(e["stage"], e.get("epochs_done")) for e in log if e["stage"] != "resume"]
+        assert len(steps) == len(set(steps)), f"{trial_id} repeated a checkpointed stage: {steps}"
+    assert all(events.count("done") == 1 for events in trainings(folder).values())
