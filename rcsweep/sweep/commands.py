@@ -43,7 +43,7 @@ def _checked(source, name=None, **flags):
     try:
         return resolve_spec(source, name, **flags)
     except ConfigError as e:
-        if e.field in flags:
+        if flags.get(e.field) is not None:
             raise UserError(f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}") from None
         raise
 
