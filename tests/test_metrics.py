@@ -67,6 +67,12 @@ def test_quantized_model_bits_and_bops():
     assert e["bops"] == e["macs_nonzero"] * 4 * 8
 
 
+@pytest.mark.parametrize("bits", [2, 8, 16])
+def test_weight_bits_measured_reads_the_codes(bits):
+    cfg, model, _, n = _setup(compression="quant", weight_bits=bits, act_bits=16)
+    assert _eff(cfg, model, n)["weight_bits_measured"] == bits
+
+
 def test_structured_pruning_costs_nothing_for_removed_channels():
     cfg, model, _, n = _setup(compression="prune_structured", sparsity=0.5)
     e = _eff(cfg, model, n)
