@@ -134,6 +134,7 @@ def final_metrics(record: dict) -> dict:
 
 def _log_stage(folder: Path, stage: str, **extra) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    entry = {"stage": stage, "time": time.time(), "host": socket.gethostname(), "pid": os.getpid(), **extra}
+    entry = {"stage": stage, "time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+             "node": ray.get_runtime_context().get_node_id(), **extra}
     with open(folder / "stages.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
