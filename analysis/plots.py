@@ -21,8 +21,9 @@ PALETTE = [_O["blue"], _O["orange"], _O["bluish_green"], _O["vermillion"], _O["r
            _O["black"], _O["yellow"]]
 GROUP_COLORS = {
     "pretrain": {"standard": _O["blue"], "adversarial": _O["vermillion"]},
-    "finetune": {"none": _O["black"], "clean": _O["sky_blue"], "adversarial": _O["orange"]},
-    "compression": {"none": _O["black"], "prune": _O["bluish_green"], "prune_structured": _O["sky_blue"],
+    # blue marks the baseline choice of each step (standard pretraining, no compression, no fine-tuning)
+    "finetune": {"none": _O["blue"], "clean": _O["sky_blue"], "adversarial": _O["orange"]},
+    "compression": {"none": _O["blue"], "prune": _O["bluish_green"], "prune_structured": _O["sky_blue"],
                     "quant": _O["reddish_purple"], "prune_quant": _O["orange"], "prune_structured_quant": _O["vermillion"]},
     # a training route is '<pretrain> pretrain, <finetune> FT' (analysis.common.route)
     "route": {"standard pretrain, none FT": _O["blue"], "standard pretrain, clean FT": _O["sky_blue"],
@@ -41,6 +42,22 @@ LABELS = {"robust_acc": "robust accuracy{eps} (%)", "clean_acc": "clean accuracy
           "latency_ms_b1": "latency at batch 1 (ms)", "latency_ms_b128": "latency at batch 128 (ms)",
           "flops_pretrain": "pretraining compute (FLOPs)", "flops_finetune": "fine-tuning compute (FLOPs)"}
 PERCENT = ("robust_acc", "clean_acc", "int8_clean_acc", "int8_transfer_robust_acc", "sparsity_measured")
+
+
+ROUTE_MARKERS = "os^vDP"
+
+
+def route_marker(name: str) -> str:
+    """A fixed marker per known training route (same in every figure), 'o' for others."""
+    known = list(GROUP_COLORS["route"])
+    return ROUTE_MARKERS[known.index(name)] if name in known else "o"
+
+
+def compression_linestyle(level: str):
+    """A fixed line style per compression method ('prune 80%' -> the style of 'prune')."""
+    methods = list(MARKERS)
+    method = str(level).split()[0]
+    return LINESTYLES[methods.index(method) % len(LINESTYLES)] if method in methods else "-"
 
 
 def colors_for(column: str, values) -> dict:
@@ -104,20 +121,23 @@ def _figure(*size, ncols=1):
 def _setup_axes(ax, xcol, ycol, eps):
     ax.set_xlabel(axis_label(xcol, eps) + (", log scale" if is_log(xcol) else ""))
     ax.set_ylabel(axis_label(ycol, eps) + (", log scale" if is_log(ycol) else ""))
-    if is_log(xcol):
-        ax.set_xscale("log")
-    if is_log(ycol):
-        ax.set_yscale("log")
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    for axis, col in ((ax.xaxis, xcol), (ax.yaxis, ycol)):
+        if is_log(col):  # label 1, 2 and 5 x 10^k so that short ranges still read, without overlap
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+            axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+            axis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
     ax.grid(True, which="major", alpha=0.3)
 
 
-def draw_front(ax, front, objectives, color, label, marker="o", linestyle="-", hollow=False):
+def draw_front(ax, front, objectives, color, label, marker="o", linestyle="-", hollow=False, size=42):
     """A front as markers joined by its attainment staircase (first two objectives)."""
     xo, yo = objectives[1], objectives[0]
     f = front.sort_values(xo.column)
     x, y = shown(xo.column, f[xo.column]), shown(yo.column, f[yo.column])
     ax.step(x, y, where="post" if xo.direction == "min" else "pre", color=color, linestyle=linestyle, lw=1.6, alpha=0.9)
-    ax.scatter(x, y, s=42, marker=marker, facecolors="white" if hollow else color, edgecolors=color, lw=1.4,
+    ax.scatter(x, y, s=size, marker=marker, facecolors="none" if hollow else color, edgecolors=color, lw=1.4,
                label=label, zorder=3)
 
 
@@ -148,15 +168,17 @@ def plot_pareto(result, stem, title: str | None = None) -> list[Path]:
     sus = ex[ex["reason"].str.startswith("suspect")].dropna(subset=[xo.column, yo.column])
     if len(sus):
         ax.scatter(shown(xo.column, sus[xo.column]), shown(yo.column, sus[yo.column]), s=30, marker="x",
-                   color=_O["vermillion"], label=f"suspect, excluded ({len(sus)})", zorder=2)
-    if result.by:
+                   color="#555555", label=f"suspect, excluded ({len(sus)})", zorder=2)
+    if result.by:  # the overall front as rings behind the group fronts' filled markers
+        draw_front(ax, result.front, objs, "black", f"overall front (HV {result.hypervolume:.3f})", hollow=True,
+                   linestyle="--", size=110)
         colors = colors_for(result.by, list(result.group_fronts))
         for i, (key, f) in enumerate(result.group_fronts.items()):
             draw_front(ax, f, objs, colors[key], f"{result.by}={key} (HV {result.group_hypervolume[str(key)]:.3f})",
-                       marker=MARKERS.get(key, "o") if result.by == "compression" else "o",
-                       linestyle=LINESTYLES[i % len(LINESTYLES)])
-    draw_front(ax, result.front, objs, "black", f"overall front (HV {result.hypervolume:.3f})", hollow=True,
-               linestyle="--" if result.by else "-")
+                       marker=MARKERS.get(key, "o") if result.by == "compression" else "osD^vP"[i % 6],
+                       linestyle=LINESTYLES[(i + 1) % len(LINESTYLES)])
+    else:
+        draw_front(ax, result.front, objs, "black", f"front (HV {result.hypervolume:.3f})")
     refs = result.references
     draw_references(ax, refs, objs, [reference_name(r) for _, r in refs.iterrows()])
     _setup_axes(ax, xo.column, yo.column, eps)
@@ -179,43 +201,65 @@ def plot_compare(fronts: dict, curves: dict, objectives, stem, eps: str = "") ->
     for i, (name, c) in enumerate(curves.items()):
         ax2.step(c["n_finished"], c["hypervolume"], where="post", color=colors[name], linestyle=LINESTYLES[i % 6],
                  lw=1.8, label=f"{name} (final {c['hypervolume'].iloc[-1]:.3f})" if len(c) else name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_xlabel("finished trials (count, in start order)")
-    ax2.set_ylabel("hypervolume (normalised, see pareto.json)")
+    ax2.set_ylabel("hypervolume (accuracy x decades smaller than dense)" if _default(objectives)
+                   else "hypervolume (normalised as in the .json beside)")
     ax2.set_title("Hypervolume as the sweep runs", fontsize=10)
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=8)
     return save(fig, stem)
 
 
-def _route_styles(df, style_col: str):
-    colors = colors_for("route", df["route"])
-    styles = {v: LINESTYLES[i % len(LINESTYLES)] for i, v in enumerate(sorted(df[style_col].unique(), key=str))}
-    return colors, styles
+def _default(objectives) -> bool:
+    return [(o.column, o.direction) for o in objectives] == [("robust_acc", "max"), ("model_bits", "min")]
 
 
 def plot_robustness_curves(curves, stem, eps_eval=None, norm: str = "linf") -> list[Path]:
-    """Accuracy against epsilon; ``curves`` from :func:`analysis.report.robustness_curves`
-    (columns label, route, compression_level, eps, mean, std, n). Colour: training route; line
-    style: compression level; band: +-1 standard deviation over seeds."""
-    fig, ax = _figure(7.2, 4.6)
-    colors, styles = _route_styles(curves, "compression_level")
-    for label, c in curves.groupby("label", sort=False):
-        c = c.sort_values("eps")
-        r = c.iloc[0]
-        y, s = c["mean"].to_numpy() * 100, c["std"].fillna(0).to_numpy() * 100
-        ax.plot(c["eps"], y, color=colors[r["route"]], linestyle=styles[r["compression_level"]],
-                marker=MARKERS.get(r["compression_level"].split()[0], "o"), ms=4, lw=1.6, label=label)
-        if (c["n"] > 1).any():
-            ax.fill_between(c["eps"], y - s, y + s, color=colors[r["route"]], alpha=0.15, lw=0)
+    """Accuracy against epsilon, one panel per compression method, one line per training route
+    (its fixed colour) and compression level (named at the line's end where a panel has several);
+    ``curves`` from :func:`analysis.tables.robustness_curves` (columns label, route,
+    compression_level, eps, mean, std, n). Band: +-1 standard deviation over seeds."""
+    import matplotlib.pyplot as plt
+
+    curves = curves.assign(method=curves["compression_level"].str.split().str[0])
+    methods = list(dict.fromkeys(curves["method"]))
+    ncols = 2 if len(methods) == 4 else min(len(methods), 3)
+    nrows = -(-len(methods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols + 1.2, 3.4 * nrows), sharey=True, squeeze=False,
+                             layout="constrained")
+    colors = colors_for("route", curves["route"])
+    for ax, method in zip(axes.flat, methods):
+        panel = curves[curves["method"] == method]
+        several = panel["compression_level"].nunique() > 1
+        for (rname, level), c in panel.groupby(["route", "compression_level"], sort=False):
+            c = c.sort_values("eps")
+            y, s = c["mean"].to_numpy() * 100, c["std"].fillna(0).to_numpy() * 100
+            ax.plot(c["eps"], y, color=colors[rname], marker=route_marker(rname), ms=4, lw=1.6,
+                    linestyle=compression_linestyle(level))
+            if (c["n"] > 1).any():
+                ax.fill_between(c["eps"], y - s, y + s, color=colors[rname], alpha=0.15, lw=0)
+            if several:
+                ax.annotate(level[len(method):].strip(), (c["eps"].iloc[-1], y[-1]), xytext=(3, 0),
+                            textcoords="offset points", fontsize=6, color=colors[rname], va="center")
+        if eps_eval is not None:
+            ax.axvline(eps_eval, color="#999999", linestyle=":", lw=1)
+        ax.set_title(f"compression: {method}" if several else f"compression: {panel['compression_level'].iloc[0]}",
+                     fontsize=9)
+        ax.set_xlabel(f"ε ({'L∞' if norm == 'linf' else 'L2'}, pixel units of [0, 1] images)", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.grid(True, alpha=0.3)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy under attack (%)")
+    handles = [plt.Line2D([], [], color=c, marker=route_marker(r), label=r) for r, c in colors.items()]
     if eps_eval is not None:
-        ax.axvline(eps_eval, color="#999999", linestyle=":", lw=1)
-        ax.annotate("eps_eval", (eps_eval, 1), xycoords=("data", "axes fraction"), fontsize=7, ha="left", va="top")
-    ax.set_xlabel(f"ε ({'L∞' if norm == 'linf' else 'L2'}, pixel units of [0, 1] images)")
-    ax.set_ylabel("accuracy under PGD (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.3)
-    ax.set_title("Robustness curves (mean over seeds)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+        handles.append(plt.Line2D([], [], color="#999999", linestyle=":", label=f"eps_eval = {eps_eval:.3g}"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, title="training route", title_fontsize=8)
+    fig.suptitle("Robustness curves (mean over seeds; ε = 0 is clean accuracy)", fontsize=10)
     return save(fig, stem)
 
 
@@ -223,13 +267,13 @@ def plot_layer_change(changes, stem, eps_label: str = "") -> list[Path]:
     """Relative change of each layer's activations, ||f(x_adv) - f(x)|| / ||f(x)||, across layers;
     ``changes`` from :func:`analysis.features.layer_changes` (one line per trial)."""
     fig, ax = _figure(7.2, 4.4)
-    colors, styles = _route_styles(changes, "compression_level")
+    colors = colors_for("route", changes["route"])
     for label, c in changes.groupby("label", sort=False):
         c = c.sort_values("layer_index")
         r = c.iloc[0]
         ax.errorbar(c["layer_index"], c["rel_change"], yerr=c["rel_change_sem"], color=colors[r["route"]],
-                    linestyle=styles[r["compression_level"]], marker=MARKERS.get(r["compression_level"].split()[0], "o"),
-                    ms=4, lw=1.6, capsize=2, label=label)
+                    linestyle=compression_linestyle(r["compression_level"]), marker=route_marker(r["route"]),
+                    ms=5, lw=1.6, capsize=2, label=label)
     first = changes[changes["label"] == changes["label"].iloc[0]].sort_values("layer_index")
     ax.set_xticks(first["layer_index"], first["layer"], rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("layer (input side -> output side)")
@@ -272,18 +316,4 @@ def plot_activation_grid(maps, stem) -> list[Path]:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{maps['title']}: activations of {maps['layer']} (pixels; colour = activation value)", fontsize=8)
-    return save(fig, stem)
-
-
-def plot_bars(table, value: str, stem, ylabel: str, title: str, log: bool = False) -> list[Path]:
-    """Grouped bars of ``table[value]`` per ``label``, coloured by route (compute figure)."""
-    fig, ax = _figure(7.2, 4.0)
-    colors = colors_for("route", table["route"])
-    ax.bar(range(len(table)), table[value], color=[colors[r] for r in table["route"]], edgecolor="black", lw=0.5)
-    ax.set_xticks(range(len(table)), table["label"], rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel(ylabel + (", log scale" if log else ""))
-    if log:
-        ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
     return save(fig, stem)

@@ -53,7 +53,7 @@ def _compute_md(t: pd.DataFrame) -> str:
     for c, name in (("time_pretrain_s", "pretrain (s)"), ("time_compress_s", "compress (s)"),
                     ("time_finetune_s", "fine-tune (s)"), ("time_evaluate_s", "evaluate (s)")):
         if c in t:
-            show[name] = t[c].map(lambda v: f"{v:.3g}")
+            show[name] = t[c].map(lambda v: f"{v:.2f}")
     show["pretrain FLOPs"] = t["flops_pretrain"].map(lambda v: f"{v:.3g}")
     show["fine-tune FLOPs"] = t["flops_finetune"].map(lambda v: f"{v:.3g}")
     show["training FLOPs vs full adversarial training"] = t["flops_vs_full_adv"].map(
@@ -84,7 +84,7 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
           f"{', '.join(map(str, usable['model'].unique()))}; test images per evaluation: "
           f"{', '.join(str(int(n)) for n in sorted(ntest[usable.index].dropna().unique()))}.\n"]
 
-    res = pareto_analysis(df, objectives, by=by if by in df.columns else None)
+    res = pareto_analysis(df, objectives, by=by)
     plots.plot_pareto(res, out / "pareto")
     to_csv(res.front, out / "pareto.csv")
     md += [f"## Pareto front ({', '.join(map(str, res.objectives))})\n", "![Pareto front](pareto.png)\n",
