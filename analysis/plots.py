@@ -1,10 +1,7 @@
 """Drawing only: every function takes data computed elsewhere in :mod:`analysis` and writes
-``<stem>.png`` and ``<stem>.svg``.
-
-Style: the Okabe-Ito colour-blind-safe palette; one fixed colour per group value, so that
-"adversarial pretraining" or "prune" has the same colour in every figure; markers and line styles
-repeat the grouping so that nothing relies on colour alone; units on every axis; sizes on log
-axes; accuracies in percent; reference models drawn as black-edged stars.
+``<stem>.png`` and ``<stem>.svg``, in the shared look of :mod:`analysis.style` (fixed colour per
+group value, markers and line styles that repeat the grouping so nothing relies on colour alone,
+units on every axis, sizes on log axes, accuracies in percent, reference models as stars).
 """
 from __future__ import annotations
 
@@ -12,123 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .pareto import LOG_COLUMNS
+from .style import (GROUP_COLORS, LINESTYLES, MARKERS, PALETTE, colors_for, compression_linestyle,
+                    default_objectives, eps_text, figure, route_marker, save, setup_axes, shown)
 
-OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
-             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7"}
-_O = OKABE_ITO
-PALETTE = [_O["blue"], _O["orange"], _O["bluish_green"], _O["vermillion"], _O["reddish_purple"], _O["sky_blue"],
-           _O["black"], _O["yellow"]]
-GROUP_COLORS = {
-    "pretrain": {"standard": _O["blue"], "adversarial": _O["vermillion"]},
-    # blue marks the baseline choice of each step (standard pretraining, no compression, no fine-tuning)
-    "finetune": {"none": _O["blue"], "clean": _O["sky_blue"], "adversarial": _O["orange"]},
-    "compression": {"none": _O["blue"], "prune": _O["bluish_green"], "prune_structured": _O["sky_blue"],
-                    "quant": _O["reddish_purple"], "prune_quant": _O["orange"], "prune_structured_quant": _O["vermillion"]},
-    # a training route is '<pretrain> pretrain, <finetune> FT' (analysis.common.route)
-    "route": {"standard pretrain, none FT": _O["blue"], "standard pretrain, clean FT": _O["sky_blue"],
-              "standard pretrain, adversarial FT": _O["orange"], "adversarial pretrain, none FT": _O["vermillion"],
-              "adversarial pretrain, clean FT": _O["reddish_purple"],
-              "adversarial pretrain, adversarial FT": _O["bluish_green"]},
-}
-MARKERS = {"none": "o", "prune": "^", "prune_structured": "v", "quant": "s", "prune_quant": "D",
-           "prune_structured_quant": "P"}
-LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3))]
-LABELS = {"robust_acc": "robust accuracy{eps} (%)", "clean_acc": "clean accuracy (%)",
-          "int8_clean_acc": "int8 clean accuracy (%)", "int8_transfer_robust_acc": "int8 transfer robust accuracy (%)",
-          "sparsity_measured": "measured sparsity (%)", "model_bits": "model size (bits)",
-          "params": "parameters (count)", "params_nonzero": "non-zero parameters (count)",
-          "macs": "multiply-accumulates per example (MACs)", "bops": "bit operations per example (BOPs)",
-          "latency_ms_b1": "latency at batch 1 (ms)", "latency_ms_b128": "latency at batch 128 (ms)",
-          "flops_pretrain": "pretraining compute (FLOPs)", "flops_finetune": "fine-tuning compute (FLOPs)"}
-PERCENT = ("robust_acc", "clean_acc", "int8_clean_acc", "int8_transfer_robust_acc", "sparsity_measured")
-
-
-ROUTE_MARKERS = "os^vDP"
-
-
-def route_marker(name: str) -> str:
-    """A fixed marker per known training route (same in every figure), 'o' for others."""
-    known = list(GROUP_COLORS["route"])
-    return ROUTE_MARKERS[known.index(name)] if name in known else "o"
-
-
-def compression_linestyle(level: str):
-    """A fixed line style per compression method ('prune 80%' -> the style of 'prune')."""
-    methods = list(MARKERS)
-    method = str(level).split()[0]
-    return LINESTYLES[methods.index(method) % len(LINESTYLES)] if method in methods else "-"
-
-
-def colors_for(column: str, values) -> dict:
-    """Value -> colour: the fixed colour of a known group, else palette order of the sorted values."""
-    fixed = GROUP_COLORS.get(column, {})
-    values = list(dict.fromkeys(values))
-    rest = sorted((v for v in values if v not in fixed), key=str)
-    out = {v: fixed[v] for v in values if v in fixed}
-    out.update({v: PALETTE[i % len(PALETTE)] for i, v in enumerate(rest)})
-    return out
-
-
-def axis_label(column: str, eps_text: str = "") -> str:
-    if column in LABELS:
-        return LABELS[column].format(eps=eps_text)
-    if column.startswith("time_") and column.endswith("_s"):
-        return f"{column[5:-2]} time (s)"
-    return column
-
-
-def eps_text(df) -> str:
-    """' at ε=0.1 (L∞)' when the rows share one eps_eval and norm, else ''."""
-    if "eps_eval" not in df or df["eps_eval"].nunique() != 1:
-        return ""
-    norm = {"linf": "L∞", "l2": "L2"}.get(df["norm"].iloc[0], df["norm"].iloc[0]) if "norm" in df else ""
-    return f" at ε={df['eps_eval'].iloc[0]:.3g} ({norm})"
-
-
-def shown(column: str, values) -> np.ndarray:
-    v = np.asarray(values, dtype=float)
-    return v * 100 if column in PERCENT else v
-
-
-def is_log(column: str) -> bool:
-    return column in LOG_COLUMNS or column.startswith("flops")
-
-
-def save(fig, stem) -> list[Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.svg``; close the figure."""
-    import matplotlib.pyplot as plt
-
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
-    return paths
-
-
-def _figure(*size, ncols=1):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, ncols, figsize=size, layout="constrained")
-    return fig, axes
-
-
-def _setup_axes(ax, xcol, ycol, eps):
-    ax.set_xlabel(axis_label(xcol, eps) + (", log scale" if is_log(xcol) else ""))
-    ax.set_ylabel(axis_label(ycol, eps) + (", log scale" if is_log(ycol) else ""))
-    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
-
-    for axis, col in ((ax.xaxis, xcol), (ax.yaxis, ycol)):
-        if is_log(col):  # label 1, 2 and 5 x 10^k so that short ranges still read, without overlap
-            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-            axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
-            axis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
-    ax.grid(True, which="major", alpha=0.3)
+__all__ = ["eps_text", "plot_activation_grid", "plot_compare", "plot_layer_change", "plot_pareto",
+           "plot_robustness_curves"]
 
 
 def draw_front(ax, front, objectives, color, label, marker="o", linestyle="-", hollow=False, size=42):
@@ -160,7 +45,7 @@ def plot_pareto(result, stem, title: str | None = None) -> list[Path]:
     objs = result.objectives
     yo, xo = objs[0], objs[1]
     eps = eps_text(result.usable)
-    fig, ax = _figure(7.2, 4.8)
+    fig, ax = figure(7.2, 4.8)
     u = result.usable
     ax.scatter(shown(xo.column, u[xo.column]), shown(yo.column, u[yo.column]), s=14, color="#999999", alpha=0.6,
                label=f"finished trials ({len(u)})", zorder=2)
@@ -181,7 +66,7 @@ def plot_pareto(result, stem, title: str | None = None) -> list[Path]:
         draw_front(ax, result.front, objs, "black", f"front (HV {result.hypervolume:.3f})")
     refs = result.references
     draw_references(ax, refs, objs, [reference_name(r) for _, r in refs.iterrows()])
-    _setup_axes(ax, xo.column, yo.column, eps)
+    setup_axes(ax, xo.column, yo.column, eps)
     extra = f"; front over {len(objs)} objectives, shown on the first two" if len(objs) > 2 else ""
     ax.set_title(title or f"Pareto front: {yo} vs {xo}{extra}", fontsize=10)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
@@ -191,11 +76,11 @@ def plot_pareto(result, stem, title: str | None = None) -> list[Path]:
 def plot_compare(fronts: dict, curves: dict, objectives, stem, eps: str = "") -> list[Path]:
     """Left: the sweeps' fronts overlaid; right: hypervolume against the number of finished trials.
     ``fronts``/``curves``: sweep name -> front DataFrame / hypervolume_curve DataFrame."""
-    fig, (ax, ax2) = _figure(11.5, 4.4, ncols=2)
+    fig, (ax, ax2) = figure(11.5, 4.4, ncols=2)
     colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(fronts)}
     for i, (name, f) in enumerate(fronts.items()):
         draw_front(ax, f, objectives, colors[name], name, marker="osD^vP"[i % 6], linestyle=LINESTYLES[i % 6])
-    _setup_axes(ax, objectives[1].column, objectives[0].column, eps)
+    setup_axes(ax, objectives[1].column, objectives[0].column, eps)
     ax.set_title("Pareto fronts", fontsize=10)
     ax.legend(fontsize=8)
     for i, (name, c) in enumerate(curves.items()):
@@ -205,16 +90,12 @@ def plot_compare(fronts: dict, curves: dict, objectives, stem, eps: str = "") ->
 
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_xlabel("finished trials (count, in start order)")
-    ax2.set_ylabel("hypervolume (accuracy x decades smaller than dense)" if _default(objectives)
+    ax2.set_ylabel("hypervolume (accuracy x decades smaller than dense)" if default_objectives(objectives)
                    else "hypervolume (normalised as in the .json beside)")
     ax2.set_title("Hypervolume as the sweep runs", fontsize=10)
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=8)
     return save(fig, stem)
-
-
-def _default(objectives) -> bool:
-    return [(o.column, o.direction) for o in objectives] == [("robust_acc", "max"), ("model_bits", "min")]
 
 
 def plot_robustness_curves(curves, stem, eps_eval=None, norm: str = "linf") -> list[Path]:
@@ -266,7 +147,7 @@ def plot_robustness_curves(curves, stem, eps_eval=None, norm: str = "linf") -> l
 def plot_layer_change(changes, stem, eps_label: str = "") -> list[Path]:
     """Relative change of each layer's activations, ||f(x_adv) - f(x)|| / ||f(x)||, across layers;
     ``changes`` from :func:`analysis.features.layer_changes` (one line per trial)."""
-    fig, ax = _figure(7.2, 4.4)
+    fig, ax = figure(7.2, 4.4)
     colors = colors_for("route", changes["route"])
     for label, c in changes.groupby("label", sort=False):
         c = c.sort_values("layer_index")
