@@ -81,7 +81,7 @@ def test_fashion_mnist_one_epoch_reaches_085():
     from rcsweep.pipeline import load_trial_data, pretrain
     from rcsweep.train import accuracy
 
-    cfg = TrialConfig(dataset="fashion_mnist", pretrain_epochs=1, batch_size=64, lr=0.05, lr_schedule="constant")
+    cfg = TrialConfig(dataset="fashion_mnist", pretrain_epochs=1, batch_size=32, lr=0.02, lr_schedule="constant")
     data = load_trial_data(cfg)
     model, _ = pretrain(cfg, data, "cpu")
     acc = accuracy(model, *data.test, "cpu")
