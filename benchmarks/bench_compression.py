@@ -141,9 +141,11 @@ def bench_finetune(model, base, data, out, n_ft, n_test):
             print(f"[finetune] {comp}: robust acc at eps {base.eps_eval} on {n_test} test images without "
                   f"fine-tuning {row['none']['robust_acc']:.3f}, after 3 adversarial epochs on {n_ft} images "
                   f"{adv['robust_acc']:.3f} (clean {row['none']['clean_acc']:.3f} -> {adv['clean_acc']:.3f}); "
-                  f"after fine-tuning: sparsity {adv['sparsity_measured']:.4f}, weight bits {adv['weight_bits_measured']}")
+                  f"after fine-tuning: sparsity {adv['sparsity_measured']:.4f}, "
+                  f"weight bits {adv['weight_bits_measured']}")
         else:
-            print(f"[finetune] {comp} adversarially fine-tuned: clean {adv['clean_acc']:.3f}, robust {adv['robust_acc']:.3f}; "
+            print(f"[finetune] {comp} adversarially fine-tuned: clean {adv['clean_acc']:.3f}, "
+                  f"robust {adv['robust_acc']:.3f}; "
                   f"integer model clean {adv['int8_clean_acc']:.3f} (simulated {adv['sim_clean_acc']:.3f}); transfer "
                   f"of PGD examples crafted on the simulated model: simulated {adv['transfer_sim_robust_acc']:.3f}, "
                   f"integer {adv['transfer_int8_acc']:.3f}")

@@ -20,7 +20,8 @@ from rcsweep.train import accuracy
 pytestmark = pytest.mark.slow
 
 DIGITS = dict(dataset="digits", batch_size=32, pretrain_epochs=15, eps_eval=0.1, eval_steps=10, eval_restarts=1)
-COMPRESSIONS = {"prune-0.7": dict(compression="prune", sparsity=0.7), "quant-4bit": dict(compression="quant", weight_bits=4)}
+COMPRESSIONS = {"prune-0.7": dict(compression="prune", sparsity=0.7),
+                "quant-4bit": dict(compression="quant", weight_bits=4)}
 
 
 def _assert_kept(metrics, comp):
