@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--eps", type=float, default=0.1)
     args = ap.parse_args()
     torch.manual_seed(0)
-    n_train, n_test = (500, 200) if args.smoke_test else (10000, 1000)
+    n_train, n_test = (500, 200) if args.smoke_test else (5000, 1000)
     cfg = TrialConfig(dataset=args.dataset, pretrain_epochs=1, train_size=n_train, test_size=n_test,
                       batch_size=64, lr=0.05, lr_schedule="constant")
     data = load_trial_data(cfg)
