@@ -6,8 +6,10 @@ fine-tuning see a differentiable model that computes exactly with quantized valu
 
 - Weights: per output channel, symmetric, narrow range ``[-(2^(b-1) - 1), 2^(b-1) - 1]`` (zero is on
   the grid, so pruned weights stay exactly zero). The clipping range of each channel is chosen by
-  :func:`weight_clip_ratios` to minimise the squared rounding + clipping error (MSE-optimal clipping),
-  which is what keeps 4-bit PTQ near float accuracy where plain max-scaling loses several points.
+  :func:`weight_clip_ratios` to minimise the squared rounding + clipping error (MSE-optimal clipping);
+  at 4 bits this roughly cuts the weight error of plain max-scaling by a fifth or more on Gaussian
+  weights (tests/test_compress_quant.py), and 4-bit PTQ of the FashionMNIST net stays within half a
+  point of float (benchmarks/RESULTS.md).
 - Activations (the input of every quantized layer): per tensor, affine, ``[0, 2^b - 1]``, range
   chosen by :func:`activation_range` (MSE-optimal clipping of the observed values).
 
