@@ -10,7 +10,7 @@ PGD-3 for training, PGD-10 (+ DLR) for evaluation, 2 fine-tuning epochs.
 Pretraining is shared: the other trials start from the saved dense model of their pretraining
 (``run_trial(pretrained_path=...)``) and their row gets that model's pretraining time, so the
 compute table shows the full cost of each route. A compression this rcsweep does not support is
-skipped; a trial that fails is kept as a failed row. Cost: about 15 CPU-minutes on a shared
+skipped; a trial that fails is kept as a failed row. Cost: about 16 CPU-minutes on a shared
 2-core machine. Then the analysis commands run on them exactly as a user would:
 
     rcsweep pareto  WORK/seed0 --by compression --out WORK/seed0/pareto.csv
