@@ -41,8 +41,8 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     n_train, n_test = (500, 200) if args.smoke_test else (5000, 1000)
-    cfg = TrialConfig(dataset=args.dataset, pretrain_epochs=1, train_size=n_train, test_size=n_test,
-                      batch_size=64, lr=0.05, lr_schedule="constant")
+    cfg = TrialConfig(dataset=args.dataset, pretrain_epochs=2, train_size=n_train, test_size=n_test,
+                      batch_size=32, lr=0.02)
     data = load_trial_data(cfg)
     model, _ = pretrain(cfg, data, "cpu")
     model.eval()
