@@ -5,6 +5,7 @@ first module that asks and shut down at the end of the session; a module that fi
 (another module's fixture, or a caller's) uses it as it is.
 """
 import os
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,10 @@ import pytest
 def ray_local():
     """The address of a local Ray with 2 CPUs and no dashboard (tests can hand it to subprocesses)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray workers (and test subprocesses) import rcsweep from this checkout, not from wherever the
+    # editable install happens to point
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     import ray
 
     owned = not ray.is_initialized()

@@ -1,9 +1,11 @@
 """A sweep on a two-node Ray cluster on this machine (``ray.cluster_utils.Cluster``): it completes,
 its trials run on both nodes, and every node shares the one pretrained model per configuration."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -31,8 +33,10 @@ def test_two_node_cluster_sweep_completes_and_uses_both_nodes(tmp_path):
     sweep = {"name": "cluster", "fixed": {"dataset": "digits", "pretrain_epochs": 3, "batch_size": 16, "lr": 0.1,
                                           "train_size": 400, "test_size": 50, "eval_steps": 2, "eval_restarts": 1},
              "space": {"finetune": {"choice": ["none", "clean"]}}, "num_samples": 4, "max_concurrent": 2}
+    root = str(Path(__file__).resolve().parent.parent)  # the nodes import rcsweep from this checkout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(sweep), str(tmp_path)], capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["exit_code"] == 0 and out["finished"] == 4

@@ -98,3 +98,24 @@ def test_optuna_learns_from_completed_trials(objectives):
     s.suggest("b")
     s.on_trial_complete("b", error=True)
     assert study.trials[-1].state.name == "FAIL"
+
+
+def test_suggestions_that_would_wait_for_a_pretraining_are_held_back(tmp_path):
+    from rcsweep import TrialConfig
+    from rcsweep.sweep.store import pretrain_id
+
+    data = {**SPACE, "space": {"pretrain": SPACE["space"]["pretrain"], "finetune": SPACE["space"]["finetune"]},
+            "num_samples": 12}
+    _, s = _searcher(data)
+    s.set_search_properties(None, None, {"_sweep": {"dir": str(tmp_path), "num_samples": 12}})
+    refs = [s.suggest(f"ref{i}")["trial"]["pretrain"] for i in range(2)]
+    assert refs == ["standard", "adversarial"]  # both models are being trained now
+    (tmp_path / "pretrained" / pretrain_id(TrialConfig(**SPACE["fixed"])) / "pretrain.json").parent.mkdir(parents=True)
+    (tmp_path / "pretrained" / pretrain_id(TrialConfig(**SPACE["fixed"])) / "pretrain.json").write_text("{}")
+    # the standard model is ready, the adversarial one is not: standard trials go first
+    nxt = [s.suggest(f"t{i}")["trial"]["pretrain"] for i in range(2)]
+    held = len(s.held)
+    assert nxt == ["standard", "standard"] and held >= 1 and all(p["pretrain"] == "adversarial" for _, p in s.held)
+    s.on_trial_complete("ref1")  # the adversarial model is done (its trial finished)
+    assert [s.suggest(f"u{i}")["trial"]["pretrain"] for i in range(held)] == ["adversarial"] * held  # oldest first
+    assert s.issued == 4 + held and s.asked == 2 + held  # every suggestion Optuna made ran, none was lost

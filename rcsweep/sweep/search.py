@@ -10,21 +10,30 @@ trials it issued, Optuna's study) is restored from the experiment folder.
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from ..sweepfile import SweepSpec
 from .space import ConditionalSpace
+from .store import STORE_DIR, pretrain_id
 
 
 class SweepSearcher(Searcher):
     """References, then grid points (``inner=None``) or the suggestions of ``inner``.
 
+    An Optuna suggestion whose pretrained model a running trial is still training would only
+    wait for it, holding a slot; up to ``LOOKAHEAD`` such suggestions are held back while one
+    that can start at once is asked for (each is issued as soon as its model is ready, or when
+    the lookahead is full).
+
     Args:
         spec: the validated sweep (references, grid, fixed parameters).
         inner: the searcher for non-reference trials (Optuna), or None for ``search: grid``.
     """
+
+    LOOKAHEAD = 2
 
     def __init__(self, spec: SweepSpec, inner: Searcher | None = None):
         # The objectives live in ``inner``; leaving ours unset keeps Tune from requiring them in
@@ -32,18 +41,27 @@ class SweepSearcher(Searcher):
         super().__init__(metric=None, mode=None)
         self.spec = spec
         self.limit = spec.total_trials()
+        self.folder = None  # the sweep folder, to see which pretrained models are ready
         self.issued = 0
-        self.from_inner: set = set()
+        self.asked = 0
+        self.inner_ids: dict = {}  # Ray trial id -> the id ``inner`` knows the trial by
+        self.held: list = []  # [(inner id, point)] suggested, not issued yet
+        self.live: dict = {}  # Ray trial id -> pretraining key, for trials not complete
         self._grid = None
         if inner is not None:
             self.searcher = inner  # Tune saves and restores wrapped searchers through this name
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        self.limit = int(config.get("_sweep", {}).get("num_samples", self.limit))
+        sweep = config.get("_sweep", {})
+        self.limit = int(sweep.get("num_samples", self.limit))
+        self.folder = sweep.get("dir", self.folder)
         return True
 
     def suggest(self, trial_id: str):
         if self.issued >= self.limit:
+            for inner_id, _ in self.held:  # asked for but never run: Optuna counts them as pruned
+                self.searcher.on_trial_complete(inner_id)
+            self.held = []
             return Searcher.FINISHED
         refs = self.spec.references
         point, overrides = {}, {}
@@ -57,24 +75,47 @@ class SweepSearcher(Searcher):
                 return Searcher.FINISHED
             point = self._grid[index]
         else:
-            point = self.searcher.suggest(trial_id)
+            inner_id, point = self._from_inner()
             if point is None or point == Searcher.FINISHED:
                 return point
-            self.from_inner.add(trial_id)
+            self.inner_ids[trial_id] = inner_id
         self.issued += 1
         cfg = self.spec.trial_config(point, overrides)
+        self.live[trial_id] = pretrain_id(cfg)
         return {"trial": cfg.to_flat(), "reference": bool(overrides)}
 
+    def _from_inner(self) -> tuple:
+        """The oldest held or new suggestion that would not wait for a pretraining; else the oldest."""
+        while True:
+            for i, (_, point) in enumerate(self.held):
+                if not self._would_wait(point):
+                    return self.held.pop(i)
+            if len(self.held) > self.LOOKAHEAD:
+                return self.held.pop(0)
+            self.asked += 1
+            inner_id = f"inner_{self.asked}"
+            point = self.searcher.suggest(inner_id)
+            if point is None or point == Searcher.FINISHED:
+                return self.held.pop(0) if self.held else (None, point)
+            self.held.append((inner_id, point))
+
+    def _would_wait(self, point: dict) -> bool:
+        key = pretrain_id(self.spec.trial_config(point))
+        ready = self.folder is not None and (Path(self.folder) / STORE_DIR / key / "pretrain.json").is_file()
+        return not ready and key in self.live.values()
+
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False):
-        if trial_id in self.from_inner:
-            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        self.live.pop(trial_id, None)
+        if trial_id in self.inner_ids:
+            self.searcher.on_trial_complete(self.inner_ids[trial_id], result=result, error=error)
 
     def get_state(self) -> dict:
-        return {"issued": self.issued, "from_inner": set(self.from_inner)}
+        return {"issued": self.issued, "asked": self.asked, "inner_ids": dict(self.inner_ids),
+                "held": list(self.held), "live": dict(self.live)}
 
     def set_state(self, state: dict) -> None:
-        self.issued = state["issued"]
-        self.from_inner = set(state["from_inner"])
+        for key, value in state.items():
+            setattr(self, key, value)
 
     def save(self, checkpoint_path: str):  # used when this is the innermost searcher (grid)
         with open(checkpoint_path, "wb") as f:

@@ -2,6 +2,7 @@
 reads ``results.csv`` while the sweep runs, and ``rcsweep validate`` runs nothing."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def format_status(st: Status) -> str:
         lines.append(f"  the driver is not running: 'rcsweep resume {st.folder}' continues the unfinished trials")
     if st.table is not None and len(st.table):
         cols = ["trial_id", "status", *SHOWN_PARAMS, *(m for m, _ in st.spec.objectives)]
-        lines.append(_frame(st.table[[c for c in cols if c in st.table]]))
+        table = st.table.assign(stage=[last_stage(st.folder, t) if s == "running" else ""
+                                       for t, s in zip(st.table["trial_id"], st.table["status"])])
+        shown = cols + ["stage"] if st.counts.get("running") else cols
+        lines.append(_frame(table[[c for c in shown if c in table]]))
         front = pareto_front(st.table, st.spec.objectives)
         if len(front):
             lines.append(f"best so far (Pareto set of {', '.join(f'{m} {d}' for m, d in st.spec.objectives)}):")
@@ -60,6 +64,17 @@ def format_status(st: Status) -> str:
         for _, r in failed.iterrows():
             lines.append(f"failed {r['trial_id']}: {r['error']}")
     return "\n".join(lines)
+
+
+def last_stage(folder: Path, trial_id: str) -> str:
+    """The last stage a trial completed, from its ``stages.jsonl`` ('' if none yet)."""
+    path = folder / "trials" / trial_id / "stages.jsonl"
+    try:
+        last = json.loads(path.read_text().splitlines()[-1])
+    except (OSError, IndexError, ValueError):
+        return ""
+    epochs = f" {last['epochs_done']}" if last.get("stage") == "finetuning" else ""
+    return f"{last.get('stage', '')}{epochs}"
 
 
 def pareto_front(table, objectives):
@@ -126,4 +141,5 @@ def _shape(cfg: TrialConfig):
 
 
 def _frame(df) -> str:
-    return "\n".join("  " + line for line in df.to_string(index=False, na_rep="").splitlines())
+    text = df.to_string(index=False, na_rep="", float_format=lambda x: f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}")
+    return "\n".join("  " + line for line in text.splitlines())

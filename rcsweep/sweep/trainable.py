@@ -85,7 +85,6 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s) -
     if resumed is None:
         progress, weights = Progress(times={"time_pretrain_s": time.perf_counter() - t},
                                      history={"pretrain": info["history"], "pretrained_model": pretrain_id(cfg)}), None
-        report("pretrained")
     else:
         progress, weights, path = resumed
         _log_stage(folder, "resume", from_stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
