@@ -166,9 +166,9 @@ def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, 
     int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
     if int_metrics:
         comp.info["int8"] = int_metrics
-    progress.times["time_evaluate_s"] = time.perf_counter() - t
-    progress.stage = "evaluated"
     eff = {**efficiency(model, cfg, data.info.shape, progress.dense["params"], int_model=int_model), **int_metrics}
+    progress.times["time_evaluate_s"] = time.perf_counter() - t  # accuracy and efficiency (latency) metrics
+    progress.stage = "evaluated"
     flops = stage_flops(cfg, progress.dense["macs"], eff["macs"], len(data.train[0]))
     return model, comp, make_record(cfg, result, eff, progress.times, flops, progress.history)
 

@@ -24,16 +24,17 @@ class SweepSearcher(Searcher):
     """References, then grid points (``inner=None``) or the suggestions of ``inner``.
 
     An Optuna suggestion whose pretrained model a running trial is still training would only
-    wait for it, holding a slot; up to ``LOOKAHEAD`` such suggestions are held back while one
+    wait for it, idling its slot; up to ``LOOKAHEAD`` such suggestions are held back while one
     that can start at once is asked for (each is issued as soon as its model is ready, or when
-    the lookahead is full).
+    the lookahead is full). Asking ahead is what Optuna does for parallel workers anyway; held
+    suggestions never issued (the sweep reached ``num_samples``) are told to Optuna as pruned.
 
     Args:
         spec: the validated sweep (references, grid, fixed parameters).
         inner: the searcher for non-reference trials (Optuna), or None for ``search: grid``.
     """
 
-    LOOKAHEAD = 2
+    LOOKAHEAD = 8
 
     def __init__(self, spec: SweepSpec, inner: Searcher | None = None):
         # The objectives live in ``inner``; leaving ours unset keeps Tune from requiring them in

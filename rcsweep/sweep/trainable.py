@@ -27,6 +27,7 @@ from ray import tune
 from ..config import TrialConfig
 from ..pipeline import Progress, continue_trial, load_trial_data, pretrain, save_trial
 from ..results import record_to_row, upsert_rows
+from ..sweepfile import METRICS
 from . import checkpoints
 from .store import PretrainStore, pretrain_id
 
@@ -126,9 +127,10 @@ def finished_record(folder: Path) -> dict | None:
 
 
 def final_metrics(record: dict) -> dict:
-    """The scalar metrics of a record, as the trial's last report to Tune (the objectives)."""
-    return {"stage": "evaluated", **{k: v for k, v in record["metrics"].items()
-                                     if isinstance(v, _SCALARS) and not isinstance(v, str)}}
+    """The trial's last report to Tune: the metrics a sweep can optimise (``sweepfile.METRICS``).
+    The record and results.csv hold the rest; Tune keeps running statistics of every number it
+    is sent, per trial, in the driver, so it is sent only what the searcher needs."""
+    return {"stage": "evaluated", **{k: record["metrics"][k] for k in METRICS if k in record["metrics"]}}
 
 
 def _log_stage(folder: Path, stage: str, **extra) -> None:
