@@ -99,7 +99,7 @@ def test_resume_extends_and_retries_failed_without_rerunning_a_finished_trial(ti
     assert yaml.safe_load((tiny.folder / "sweep.yaml").read_text())["provenance"]["resumes"][0]["num_samples"] == 6
 
 
-def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path):  # noqa: F811
+def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path, capsys):  # noqa: F811
     from rcsweep.sweep.runner import resume_sweep
 
     sweep = {**TINY, "name": "killed", "num_samples": 4, "references": TINY["references"][:1],
@@ -118,8 +118,11 @@ def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path
             break
         time.sleep(0.5)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    assert main(["status", str(folder)]) == 0  # status works while the sweep runs
+    assert "(running)" in capsys.readouterr().out
     driver.send_signal(signal.SIGKILL)
     driver.wait()
+    assert main(["status", str(folder)]) == 0 and "(stopped)" in capsys.readouterr().out
     done_before = set(load_results(folder).query("status == 'finished'")["trial_id"])
     logs_before = stage_logs(folder)
     outcome = resume_sweep(folder)

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -170,6 +171,46 @@ def driver_alive(info: dict | None) -> bool | None:
     except (PermissionError, ValueError, KeyError):
         return None
     return _proc_start(int(info["pid"])) == info.get("proc_start")  # else the pid was reused
+
+
+def own_ray_processes() -> list:
+    """``[[pid, start time]]`` of the Ray processes this process started (its local Ray's GCS,
+    raylet and agents): a driver killed with SIGKILL cannot stop them, its resume can."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = [], [os.getpid()]
+    while todo:
+        parent = todo.pop()
+        kids = [pid for pid, pp in parents.items() if pp == parent]
+        found += kids
+        todo += kids
+    return [[pid, _proc_start(pid)] for pid in found if "ray" in _cmdline(pid)]
+
+
+def stop_left_behind(info: dict | None) -> int:
+    """SIGKILL (some Ray agents ignore SIGTERM) the Ray processes a dead driver left, each by its
+    pid and only while it is the same process (same start time). Returns how many."""
+    stopped = 0
+    for pid, start in (info or {}).get("ray_processes", []):
+        if start is not None and _proc_start(pid) == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                stopped += 1
+            except ProcessLookupError:
+                pass
+    return stopped
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _proc_start(pid: int) -> str | None:

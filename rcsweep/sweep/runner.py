@@ -7,8 +7,9 @@ Tuner whose state lives in ``DIR/tune``. :func:`resume_sweep` restores that Tune
 (``Tuner.restore``: finished trials stay finished, unfinished ones continue from their last
 checkpoint, the searcher's state comes back) from ``DIR/sweep.yaml``, not the file on disk.
 
-A local Ray is started (dashboard off, bound to 127.0.0.1) unless ``address`` or ``RAY_ADDRESS``
-names a cluster. Multi-node sweeps need storage that every node sees at the same path: the runner
+A local Ray is started (dashboard off) unless ``address`` or ``RAY_ADDRESS`` names a cluster; the
+driver records the processes of that Ray, so that resuming after a SIGKILLed driver stops those it
+left behind. Multi-node sweeps need storage that every node sees at the same path: the runner
 checks this from every node and warns when they do not see it.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ..errors import ConfigError, UserError
 from ..results import read_rows, upsert_rows
 from ..sweepfile import SweepSpec
 from .folder import (TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
-                     new_folder, read_sweep_file, remove_rows, resolve_spec, write_driver, write_spec)
+                     new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, stop_left_behind,
+                     write_driver, write_spec)
 from .progress import SweepProgress
 from .search import build_searcher
 from .summary import format_status, pareto_front, sweep_status
@@ -78,7 +80,7 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
                         search_seed=search_seed)
     folder = new_folder(storage, spec)
     prov = provenance(argv, path_or_dict if not isinstance(path_or_dict, dict) else None)
-    with ray_session(address) as nodes:
+    with ray_session(address) as (nodes, owned_ray):
         check_resources(spec, nodes)
         folder.mkdir(parents=True)
         check_shared(folder, nodes)
@@ -92,7 +94,7 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
                                                      failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_TUNE_CHECKPOINTS),
                                                      callbacks=[SweepProgress(folder, spec.objectives, spec.total_trials())]))
-        return _fit(tuner, folder, quiet)
+        return _fit(tuner, folder, quiet, owned_ray)
 
 
 def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=None, *, argv=None,
@@ -107,23 +109,25 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
     driver = read_driver(folder)
     if driver_alive(driver):
         raise UserError(f"{folder} is being run by process {driver['pid']} on {driver['host']}; wait or stop it first")
+    if driver_alive(driver) is False and stop_left_behind(driver):
+        print(f"rcsweep: stopped the Ray processes left by the killed driver (pid {driver['pid']})", file=sys.stderr)
     if num_samples is not None:
         if num_samples < spec.total_trials():
             raise ConfigError("num_samples", f"{num_samples} is fewer than the sweep's {spec.total_trials()} trials")
         spec = resolve_spec(spec.to_dict(), num_samples=num_samples)
-    with ray_session(address) as nodes:
+    with ray_session(address) as (nodes, owned_ray):
         check_resources(spec, nodes)
         check_shared(folder, nodes)
         add_resume(folder, spec, {"time": now(), "command": provenance(argv)["command"],
                                   "num_samples": spec.total_trials(), "retry_failed": retry_failed})
         tuner = tune.Tuner.restore(str(folder / TUNE_DIR), _trainable(spec), param_space=_param_space(spec, folder),
                                    resume_unfinished=True, resume_errored=retry_failed)
-        return _fit(tuner, folder, quiet)
+        return _fit(tuner, folder, quiet, owned_ray)
 
 
-def _fit(tuner, folder: Path, quiet: bool) -> SweepOutcome:
+def _fit(tuner, folder: Path, quiet: bool, owned_ray: bool) -> SweepOutcome:
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
-    write_driver(folder)
+    write_driver(folder, ray_processes=own_ray_processes() if owned_ray else [])
     try:
         grid = tuner.fit()
     finally:
@@ -175,23 +179,26 @@ def _trial_dirname(trial) -> str:
 # -- Ray -------------------------------------------------------------------------------------
 @contextmanager
 def ray_session(address=None):
-    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray with the dashboard off and
-    every service on 127.0.0.1; yields the alive nodes. Leaves an already connected Ray alone."""
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray without its dashboard;
+    yields ``(alive nodes, whether this process started that Ray)``. Leaves an already connected
+    Ray alone. (Ray's own gRPC services still listen on every interface, on random ports: Ray
+    resolves a loopback node address to the routable one and offers no switch for that.)"""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    owned = not ray.is_initialized()
-    if owned:
+    connected = ray.is_initialized()
+    local = not connected and not (address or os.environ.get("RAY_ADDRESS"))
+    if not connected:
         try:
-            if address or os.environ.get("RAY_ADDRESS"):
-                ray.init(address=address, log_to_driver=False)
+            if local:
+                ray.init(include_dashboard=False, log_to_driver=False)
             else:
-                ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+                ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserError(f"--address: cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')}: "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     try:
-        yield [n for n in ray.nodes() if n.get("Alive")]
+        yield [n for n in ray.nodes() if n.get("Alive")], local
     finally:
-        if owned:
+        if not connected:
             ray.shutdown()
 
 
