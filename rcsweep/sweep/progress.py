@@ -21,7 +21,7 @@ def describe(params: dict) -> str:
     parts = [params.get("pretrain", "standard")[:3], params.get("compression", "none")]
     for key, short in (("sparsity", "s"), ("weight_bits", "w"), ("act_bits", "a")):
         if params.get(key) is not None:
-            parts.append(f"{short}={params[key]:g}")
+            parts.append(f"{short}={params[key]:.3g}")
     if params.get("finetune", "none") != "none":
         parts.append(f"-> ft {params['finetune']}")
     return " ".join(parts)
@@ -43,7 +43,7 @@ class SweepProgress(Callback):
 
     def setup(self, **info):
         # also runs after Tuner.restore, which brings back the callback pickled at the start
-        self._start = time.monotonic()
+        self._start = self._last_table = time.monotonic()
         self.total = read_spec(self.folder).total_trials()
 
     def _say(self, text: str) -> None:
