@@ -107,9 +107,13 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
     if not (folder / TUNE_DIR / "tuner.pkl").is_file():
         raise UserError(f"{folder} has no Ray Tune state ({TUNE_DIR}/tuner.pkl): it never started; run it again")
     driver = read_driver(folder)
-    if driver_alive(driver):
+    alive = driver_alive(driver)
+    if alive:
         raise UserError(f"{folder} is being run by process {driver['pid']} on {driver['host']}; wait or stop it first")
-    if driver_alive(driver) is False and stop_left_behind(driver):
+    if alive is None:
+        raise UserError(f"{folder} was last run by process {driver['pid']} on {driver['host']}, which cannot be checked "
+                        f"from here: resume it there, or delete {folder / 'driver.json'} if that driver is gone")
+    if stop_left_behind(driver):
         print(f"rcsweep: stopped the Ray processes left by the killed driver (pid {driver['pid']})", file=sys.stderr)
     if num_samples is not None:
         if num_samples < spec.total_trials():
