@@ -5,6 +5,7 @@
 - ``rcsweep features DIR [--trials ID ...] [--examples N] [--eps EPS] [--steps N] [--out STEM]``
 - ``rcsweep export DIR --pareto --out FOLDER`` (or ``--trials ID ...``)
 - ``rcsweep compare DIR DIR ... --out FILE``
+- ``rcsweep verify DIR [--pareto | --trials ID ...] [--attack apgd|autoattack] [--steps N] [--examples N] [--out FILE]``
 
 Handlers import pandas, matplotlib and torch lazily so that ``rcsweep --help`` stays instant.
 """
@@ -74,6 +75,27 @@ def register(sub) -> None:
     _objectives_arg(p)
     p.add_argument("--out", metavar="FILE", required=True, help="figure path, e.g. compare.png")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("verify", help="re-attack the front's models with torchattacks and compare robust accuracies",
+                       description="Writes FILE (default DIR/verify.csv): per model rcsweep's robust accuracy and "
+                                   "an independent one (torchattacks), side by side; a model whose rcsweep number "
+                                   "is more than 1 point above the independent one is flagged suspect. Exit code "
+                                   "0 even when some are (their count is printed). Needs torchattacks "
+                                   "(pip install 'rcsweep[verify]').")
+    p.add_argument("dir", metavar="DIR")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--pareto", action="store_true", help="verify the front's models (the default)")
+    what.add_argument("--trials", nargs="+", metavar="ID", help="verify these trials' models")
+    _objectives_arg(p)
+    p.add_argument("--attack", choices=("apgd", "autoattack"), default="apgd",
+                   help="apgd: APGD-CE then APGD-T on the survivors (default); autoattack: AutoAttack standard")
+    p.add_argument("--steps", type=int, help="APGD steps (default: torchattacks' default, 10; apgd only)")
+    p.add_argument("--examples", type=int, help="verify on the first N test images only (default: all the "
+                                                "trial evaluated on)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", metavar="FILE", help="CSV to write (default DIR/verify.csv)")
+    p.add_argument("--data-dir", help="dataset folder")
+    p.set_defaults(func=cmd_verify)
 
 
 def sweep_objectives(folder) -> str:
@@ -155,21 +177,26 @@ def cmd_features(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
+def chosen_rows(args):
+    """The results.csv rows of ``--trials`` (a UserError for an unknown id), else of the front."""
     from rcsweep.errors import UserError
 
     from .common import load_sweep
-    from .export import export_models
     from .pareto import pareto_analysis
 
     df = load_sweep(args.dir)
-    if args.pareto:
-        rows = pareto_analysis(df, args.objectives or sweep_objectives(args.dir)).front
-    else:
-        unknown = [t for t in args.trials if t not in set(df["trial_id"])]
-        if unknown:
-            raise UserError(f"trial {unknown[0]!r} is not in {args.dir}/results.csv")
-        rows = df.set_index("trial_id", drop=False).loc[args.trials]
+    if not args.trials:
+        return pareto_analysis(df, args.objectives or sweep_objectives(args.dir)).front
+    unknown = [t for t in args.trials if t not in set(df["trial_id"])]
+    if unknown:
+        raise UserError(f"trial {unknown[0]!r} is not in {args.dir}/results.csv")
+    return df.set_index("trial_id", drop=False).loc[args.trials]
+
+
+def cmd_export(args) -> int:
+    from .export import export_models
+
+    rows = chosen_rows(args)
     paths = export_models(args.dir, rows, args.out)
     print(f"exported {len(rows)} models to {args.out} ({len(paths)} files, index {args.out}/pareto.csv)")
     return 0
@@ -182,3 +209,28 @@ def cmd_compare(args) -> int:
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
+
+def cmd_verify(args) -> int:
+    from rcsweep.errors import UserError
+
+    from .verify import import_torchattacks, run_verify
+
+    import_torchattacks()
+    for name in ("examples", "steps"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1")
+    if args.steps is not None and args.attack != "apgd":
+        raise UserError("--steps applies to --attack apgd only (AutoAttack's steps are fixed)")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() != ".csv":
+        raise UserError(f"--out {out} must be a .csv file")
+    table, path = run_verify(args.dir, chosen_rows(args), out, args.attack, args.steps, args.examples,
+                             args.device, args.data_dir)
+    cols = ["trial_id", "n_examples", "clean_acc", "robust_acc_sweep", "robust_acc_rcsweep",
+            "robust_acc_independent", "gap", "suspect"]
+    print(f"attack: {table['attack'].iloc[0]}")
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    sus = table[table["suspect"]]
+    print(f"{len(sus)} of {len(table)} suspect" + (": " + ", ".join(sus["trial_id"]) if len(sus) else ""))
+    print(f"wrote {path}")
+    return 0

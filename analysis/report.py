@@ -62,6 +62,22 @@ def _compute_md(t: pd.DataFrame) -> str:
     return md_table(show, index=False)
 
 
+def _verify_md(v: pd.DataFrame) -> list[str]:
+    """The section on ``verify.csv`` (written by ``rcsweep verify``; see :mod:`analysis.verify`)."""
+    cols = ["trial_id", "n_test", "n_examples", "robust_acc_sweep", "robust_acc_rcsweep", "robust_acc_independent",
+            "gap", "suspect"]
+    sus = v[v["suspect"].astype(str).str.lower() == "true"] if "suspect" in v else v.iloc[:0]
+    attacks = ", ".join(map(str, v["attack"].unique())) if "attack" in v else "an independent attack"
+    return ["## Independent robustness check\n",
+            f"From `verify.csv`: each model attacked again with {attacks}, beside rcsweep's own evaluation on the "
+            "same `n_examples` test images (`robust_acc_rcsweep`) and the sweep's number (`robust_acc_sweep`, on "
+            "`n_test` images). `gap` = rcsweep's minus the independent robust accuracy. A model is suspect when "
+            "rcsweep's number (or the sweep's, allowing for a subset's sampling error) is more than 1 point above "
+            "the independent one.\n", md_table(v[[c for c in cols if c in v]], index=False),
+            "### Suspect after the independent check\n",
+            md_table(sus[[c for c in ("trial_id", "suspect_reason") if c in sus]], index=False)]
+
+
 def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | None = "finetune",
                  feature_trials=None, n_examples: int = 128, data_dir=None) -> Path:
     """Write ``out_dir/report.md`` (default ``folder/report``) and its figures; returns its path."""
@@ -121,6 +137,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
            "robust accuracy is not trusted and they are left out above.\n", md_table(sus, index=False)]
     failed = df[df["status"] == "failed"][["trial_id", "error"]]
     md += ["## Failed trials\n", md_table(failed, index=False)]
+    if (folder / "verify.csv").is_file():
+        md += _verify_md(pd.read_csv(folder / "verify.csv", dtype={"trial_id": str}))
 
     if feature_trials:
         from .features import run_features

@@ -185,15 +185,17 @@ def _trial_dirname(trial) -> str:
 def ray_session(address=None):
     """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray without its dashboard;
     yields ``(alive nodes, whether this process started that Ray)``. Leaves an already connected
-    Ray alone. (Ray's own gRPC services still listen on every interface, on random ports: Ray
-    resolves a loopback node address to the routable one and offers no switch for that.)"""
+    Ray alone. A local Ray is bound to 127.0.0.1 (GCS, raylet, workers): nothing listens on other
+    interfaces. Ray itself replaces a loopback node address by the routable one while its
+    multi-node support (``ray_constants.ENABLE_RAY_CLUSTER``) is on; it is switched off around
+    ``ray.init`` only, so ``--address`` and ``ray start`` clusters are unaffected."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     connected = ray.is_initialized()
     local = not connected and not (address or os.environ.get("RAY_ADDRESS"))
     if not connected:
         try:
             if local:
-                ray.init(include_dashboard=False, log_to_driver=False)
+                _init_loopback_ray()
             else:
                 ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -204,6 +206,17 @@ def ray_session(address=None):
     finally:
         if not connected:
             ray.shutdown()
+
+
+def _init_loopback_ray() -> None:
+    """``ray.init`` of a local Ray whose services listen on 127.0.0.1 only, no dashboard."""
+    from ray._private import ray_constants
+
+    saved, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def check_resources(spec: SweepSpec, nodes: list) -> None:

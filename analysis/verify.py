@@ -1,0 +1,144 @@
+"""An independent check of a sweep's robust accuracies: each chosen trial's saved model is attacked
+again with an attack rcsweep did not write (torchattacks, an optional dependency:
+``pip install 'rcsweep[verify]'``), and both numbers are written side by side (``DIR/verify.csv``).
+
+Attacks (at the trial's ``eps_eval`` and ``norm``, on the first ``n_examples`` images of the split
+rcsweep evaluated on: the dataset's test split cut to the trial's ``test_size``; it does not
+depend on the seed):
+
+- ``apgd`` (default): torchattacks' APGD on cross-entropy, then APGD-T (targeted DLR, every other
+  class as target: AutoAttack's two gradient attacks) on the examples left standing; an example
+  counts as robust only if both fail (worst case per example). ``steps``: torchattacks' default (10).
+- ``autoattack``: torchattacks' ``AutoAttack(version='standard')`` (APGD-CE, APGD-T, FAB-T, Square).
+
+rcsweep's own evaluation (APGD-CE + APGD-DLR, the trial's ``eval_steps`` and ``eval_restarts``) is
+run again on the same images (``robust_acc_rcsweep``) so that the comparison is like for like; the
+sweep's number (``robust_acc_sweep``, on ``n_test`` images) is kept beside it. A model is
+``suspect`` when rcsweep's number on the same images is more than ``TOLERANCE`` above the
+independent one, or the sweep's number is: directly when the images are the same, else above the
+95% Wilson upper bound of the independent accuracy (the subset's sampling error) plus ``TOLERANCE``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rcsweep.checkpoint import read_meta
+from rcsweep.data import dataset_info, load_dataset
+from rcsweep.errors import CheckpointError, UserError
+from rcsweep.evaluate import evaluate, robust_correct
+
+from .common import n_test, trial_dir
+from .export import to_csv
+from .features import load_trial
+from .tables import wilson_interval
+
+VERIFY_FILE = "verify.csv"
+ATTACKS = ("apgd", "autoattack")
+TOLERANCE = 0.01  # accuracy (1 point)
+PARAM_COLUMNS = ("dataset", "pretrain", "compression", "sparsity", "weight_bits", "act_bits", "finetune", "norm",
+                 "eps_eval")
+_NORMS = {"linf": "Linf", "l2": "L2"}
+
+
+def import_torchattacks():
+    """torchattacks, or a one-line UserError saying how to install it."""
+    try:
+        import torchattacks
+    except ImportError:
+        raise UserError("rcsweep verify needs torchattacks, which is not installed: "
+                        "pip install 'rcsweep[verify]' (or pip install torchattacks)") from None
+    return torchattacks
+
+
+def independent_attacks(model, attack: str, norm: str, eps: float, num_classes: int, steps=None, seed: int = 0):
+    """``([attack(model, x, y) -> x_adv, ...], description)`` for :func:`rcsweep.evaluate.robust_correct`."""
+    ta = import_torchattacks()
+    if attack not in ATTACKS:
+        raise UserError(f"unknown attack {attack!r}; use one of {', '.join(ATTACKS)}")
+    kw = dict(norm=_NORMS[norm], eps=eps, seed=seed)
+    if attack == "autoattack":
+        if num_classes < 3:
+            raise UserError("AutoAttack needs at least 3 classes (its DLR loss)")
+        chain = [ta.AutoAttack(model, version="standard", n_classes=num_classes, **kw)]
+        text = "torchattacks AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square 5000)"
+    else:
+        kw.update({"steps": steps} if steps else {})
+        chain = [ta.APGD(model, loss="ce", **kw)]
+        n = chain[0].steps
+        text = f"torchattacks APGD-CE {n} steps"
+        if num_classes >= 3:
+            chain.append(ta.APGDT(model, n_classes=num_classes, **kw))
+            text += f" + APGD-T {n} steps x {num_classes - 1} targets"
+    return [lambda _model, x, y, a=a: a(x, y) for a in chain], f"{text} ({ta.__version__})"
+
+
+def check_trials(folder, rows: pd.DataFrame) -> None:
+    """A UserError naming the first chosen trial that did not finish or has no saved model."""
+    for _, r in rows.iterrows():
+        if r["status"] != "finished":
+            raise UserError(f"trial {r['trial_id']!r} did not finish (status {r['status']}); nothing to verify")
+        try:
+            read_meta(trial_dir(folder, r["trial_id"]))
+        except CheckpointError as e:
+            raise UserError(f"trial {r['trial_id']!r} cannot be verified: {e}") from None
+
+
+def judge(r: dict) -> tuple[bool, str]:
+    """(suspect, reason) of a verify row (see the module docstring)."""
+    ind, n = r["robust_acc_independent"], r["n_examples"]
+    reasons = []
+    if r["robust_acc_rcsweep"] - ind > TOLERANCE:
+        reasons.append(f"rcsweep's attack {r['robust_acc_rcsweep']:.3f} vs independent {ind:.3f} "
+                       f"on the same {n} images")
+    same = n == r["n_test"]
+    bound = ind if same else wilson_interval(ind, n)[1]
+    if r["robust_acc_sweep"] - bound > TOLERANCE:
+        where = "the same images" if same else f"{r['n_test']:.0f} images; 95% upper bound {bound:.3f} on {n}"
+        reasons.append(f"the sweep's robust_acc {r['robust_acc_sweep']:.3f} vs independent {ind:.3f} ({where})")
+    return bool(reasons), "; ".join(reasons)
+
+
+def verify_trial(folder, row, n_test_sweep: float, attack: str = "apgd", steps=None, n_examples=None, device="cpu",
+                 data_dir=None) -> dict:
+    """The verify.csv row of one finished trial (``row``: its results.csv row)."""
+    model, p = load_trial(folder, row["trial_id"])
+    model.to(device)
+    x, y = load_dataset(p["dataset"], "test", data_dir=data_dir, test_size=p["test_size"])
+    x, y = x[:n_examples], y[:n_examples]
+    num_classes = dataset_info(p["dataset"]).num_classes
+    t = time.perf_counter()
+    torch.manual_seed(p["seed"])
+    ours = evaluate(model, x, y, norm=p["norm"], eps_eval=p["eps_eval"], steps=p["eval_steps"],
+                    restarts=p["eval_restarts"], device=device, num_classes=num_classes, checks=False)
+    t_ours, t = time.perf_counter() - t, time.perf_counter()
+    chain, text = independent_attacks(model, attack, p["norm"], p["eps_eval"], num_classes, steps, seed=p["seed"])
+    independent = robust_correct(model, x, y, chain, device).float().mean().item()
+    known = n_test_sweep == n_test_sweep  # not NaN
+    out = {"trial_id": row["trial_id"], **{k: p.get(k) for k in PARAM_COLUMNS},
+           "n_test": int(n_test_sweep) if known else n_test_sweep, "n_examples": len(x),
+           "clean_acc_sweep": row["clean_acc"], "clean_acc": ours.clean_acc,
+           "robust_acc_sweep": row["robust_acc"], "robust_acc_rcsweep": ours.robust_acc,
+           "robust_acc_independent": independent, "attack_rcsweep": ours.attack, "attack": text}
+    out["gap"] = out["robust_acc_rcsweep"] - independent
+    out["gap_sweep"] = out["robust_acc_sweep"] - independent
+    out["suspect"], out["suspect_reason"] = judge(out)
+    return {**out, "seconds_rcsweep": t_ours, "seconds": time.perf_counter() - t}
+
+
+def run_verify(folder, rows: pd.DataFrame, out=None, attack: str = "apgd", steps=None, n_examples=None,
+               device="cpu", data_dir=None) -> tuple[pd.DataFrame, Path]:
+    """Verify every trial in ``rows`` (results.csv rows) and write the table to ``out`` (default
+    ``folder/verify.csv``, replaced as a whole, atomically). Every trial is checked before any is
+    attacked, so bad input writes nothing."""
+    import_torchattacks()
+    rows = rows.drop_duplicates("trial_id")
+    check_trials(folder, rows)
+    sizes = n_test(folder, rows)
+    table = pd.DataFrame([verify_trial(folder, r, sizes[i], attack, steps, n_examples, device, data_dir)
+                          for i, r in rows.iterrows()])
+    path = to_csv(table, Path(out) if out else Path(folder) / VERIFY_FILE)
+    return table, path

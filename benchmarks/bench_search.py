@@ -1,0 +1,164 @@
+"""Search efficiency (issue 8): multi-objective Optuna against random search and the grid, at the
+same trial budget, several search seeds each; hypervolume against finished trials.
+
+The space is the study's (standard / adversarial pretraining x structured pruning 0.1..0.9 or
+quantization to 16/8/4/2 bits x no / clean / adversarial fine-tuning: 78 points and the 2 dense
+references), on scikit-learn's digits so that the whole comparison fits about an hour of this
+2-core machine. Every trial of every sweep trains with ``seed: 0``, so a configuration gives the
+same model whichever search drew it: the curves differ only by what each search chose to run.
+
+Hypervolume uses the analysis layer's fixed normalisation (robust accuracy on [0, 1] with
+reference 0; -log10(model_bits / dense model_bits)), with one reference for all sweeps, over
+the finished trials in start order (``analysis.compare``). The grid's trials are run in its fixed
+order (pretraining mode, then compression, ...), so its search seed changes nothing: it is run
+once. Writes, in ``--out``: ``curves.csv`` (every sweep's curve), ``summary.csv`` / ``summary.md``
+(mean, min and max over seeds at chosen budgets; trials each run needed to reach the grid's final
+hypervolume), ``hypervolume.png/.svg``, ``commands.md``.
+
+    python benchmarks/bench_search.py --work /tmp/search --out docs/results/search [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPACE = {
+    "pretrain": {"choice": ["standard", "adversarial"]},
+    "compression": {"choice": ["prune_structured", "quant"]},
+    "sparsity": {"choice": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]},
+    "weight_bits": {"choice": [16, 8, 4, 2]},
+    "finetune": {"choice": ["none", "clean", "adversarial"]},
+}
+FIXED = {"dataset": "digits", "batch_size": 32, "pretrain_epochs": 10, "eps_eval": 0.2, "attack_steps": 5,
+         "eval_restarts": 1, "finetune_epochs": 2}
+REFERENCES = [{"pretrain": "adversarial", "compression": "none", "finetune": "none"},
+              {"pretrain": "standard", "compression": "none", "finetune": "none"}]
+BUDGET = 80  # the grid's 78 points + the 2 references
+CHECKPOINTS = (10, 20, 27, 40, 60, 80)
+REACH = "trials to grid's final hv"
+
+
+def sweep_dict(search: str, seed: int, budget: int) -> dict:
+    return {"name": f"{search}_s{seed}", "fixed": dict(FIXED), "space": SPACE, "references": REFERENCES,
+            "search": search, "objectives": {"robust_acc": "max", "model_bits": "min"},
+            "num_samples": budget, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0}, "search_seed": seed}
+
+
+def run_all(work: Path, seeds, budget: int) -> dict:
+    """Run (or resume) each sweep; return {name: folder}."""
+    from rcsweep.sweep.runner import resume_sweep, run_sweep
+
+    folders = {}
+    plan = [("grid", 0)] + [(s, seed) for s in ("optuna", "random") for seed in seeds]
+    for search, seed in plan:
+        d = sweep_dict(search, seed, budget)
+        folder = work / d["name"]
+        t0 = time.perf_counter()
+        if (folder / "results.csv").is_file():
+            from rcsweep.results import load_results
+
+            if (load_results(folder)["status"] == "finished").sum() < budget:
+                resume_sweep(folder, quiet=True)
+        else:
+            if folder.exists():
+                shutil.rmtree(folder)  # created but never started: nothing to keep
+            run_sweep(d, storage=str(work), quiet=True, argv=["bench_search.py", d["name"]])
+        print(f"{d['name']}: {time.perf_counter() - t0:.0f} s", flush=True)
+        folders[d["name"]] = folder
+    return folders
+
+
+def summarise(folders: dict, out: Path, budget: int) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from analysis.compare import compare
+    from analysis.style import figure, save
+
+    cmp = compare([str(f) for f in folders.values()])
+    curves = []
+    for name, curve in cmp.curves.items():
+        search, seed = name.rsplit("_s", 1)
+        curves.append(curve.assign(search=search, seed=int(seed)))
+    curves = pd.concat(curves, ignore_index=True)[["search", "seed", "n_finished", "hypervolume"]]
+    out.mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out / "curves.csv", index=False)
+
+    grid = curves[curves["search"] == "grid"]
+    target = float(grid["hypervolume"].max())
+    rows = []
+    for search, g in curves.groupby("search", sort=False):
+        reach = []
+        for seed, c in g.groupby("seed"):
+            hit = c[c["hypervolume"] >= target - 1e-9]
+            reach.append(int(hit["n_finished"].min()) if len(hit) else None)
+        row = {"search": search, "seeds": g["seed"].nunique()}
+        for n in CHECKPOINTS:
+            at = g[g["n_finished"] == min(n, budget)]["hypervolume"]
+            row[f"hv@{n} mean"] = at.mean()
+            row[f"hv@{n} min"] = at.min()
+            row[f"hv@{n} max"] = at.max()
+        row[REACH] = ", ".join("never" if r is None else str(r) for r in reach)
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary.to_csv(out / "summary.csv", index=False)
+
+    lines = [f"Grid's final hypervolume: **{target:.4f}** (after {len(grid)} finished trials).", "",
+             "| search | seeds | " + " | ".join(f"hv at {n} trials: mean [min, max]" for n in CHECKPOINTS)
+             + " | trials to reach the grid's final hv, per seed |",
+             "| --- | ---: | " + " | ".join("---:" for _ in CHECKPOINTS) + " | --- |"]
+    for r in rows:
+        cells = " | ".join(f"{r[f'hv@{n} mean']:.4f} [{r[f'hv@{n} min']:.4f}, {r[f'hv@{n} max']:.4f}]"
+                           for n in CHECKPOINTS)
+        lines.append(f"| {r['search']} | {r['seeds']} | {cells} | {r[REACH]} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = figure(6.4, 4.2)
+    colors = {"grid": "#444444", "optuna": "#1f77b4", "random": "#d62728"}
+    for search, g in curves.groupby("search", sort=False):
+        wide = g.pivot(index="n_finished", columns="seed", values="hypervolume")
+        x = wide.index.to_numpy()
+        mean = wide.mean(axis=1).to_numpy()
+        label = search if wide.shape[1] == 1 else f"{search} (mean of {wide.shape[1]} seeds, band: min-max)"
+        ax.plot(x, mean, color=colors.get(search), label=label)
+        if wide.shape[1] > 1:
+            ax.fill_between(x, wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy(),
+                            color=colors.get(search), alpha=0.2, linewidth=0)
+    ax.axhline(target, color="#444444", linestyle=":", linewidth=1)
+    ax.axvline(budget / 3, color="#888888", linestyle="--", linewidth=1, label="a third of the budget")
+    ax.set_xlabel("finished trials (start order)")
+    ax.set_ylabel("hypervolume (robust acc x -log10 size ratio)")
+    ax.set_title("Search efficiency on digits, the study's space")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    save(fig, out / "hypervolume")
+    print("\n".join(lines))
+    print(json.dumps({"target": target, "files": sorted(p.name for p in out.iterdir())}))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/rcsweep-bench-search"), help="sweep folders")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "search")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=BUDGET)
+    ap.add_argument("--summarise-only", action="store_true", help="only recompute the tables and figure")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.summarise_only:
+        folders = {p.name: p for p in sorted(args.work.iterdir()) if (p / "results.csv").is_file()}
+    else:
+        folders = run_all(args.work, args.seeds, args.budget)
+    summarise(folders, args.out, args.budget)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
