@@ -5,7 +5,8 @@ never runs training. Computation and drawing are separate:
 - :mod:`analysis.tables`: the study's tables, confidence intervals, robustness curves, compute;
 - :mod:`analysis.features`: per-layer feature change under attack, activation maps;
 - :mod:`analysis.compare`: several sweeps, hypervolume against finished trials;
+- :mod:`analysis.verify`: the front's models attacked again by torchattacks (independent check);
 - :mod:`analysis.plots`: every figure (draw);
 - :mod:`analysis.report`, :mod:`analysis.export`: files for users;
-- :mod:`analysis.commands`: ``rcsweep pareto | report | features | export | compare``.
+- :mod:`analysis.commands`: ``rcsweep pareto | report | features | export | compare | verify``.
 """

@@ -135,3 +135,91 @@ def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path
         steps = [(e["stage"], e.get("epochs_done")) for e in log if e["stage"] != "resume"]
         assert len(steps) == len(set(steps)), f"{trial_id} repeated a checkpointed stage: {steps}"
     assert all(events.count("done") == 1 for events in trainings(folder).values())
+
+
+LOOPBACK_SCRIPT = '''
+import json, os, socket, struct, ray
+from pathlib import Path
+os.environ.pop("RAY_ADDRESS", None)
+from rcsweep.sweep.runner import ray_session
+
+
+def descendants(pid):
+    kids = {int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+            for k in (t / "children").read_text().split()} if Path(f"/proc/{pid}/task").exists() else set()
+    out = {pid}
+    for k in kids:
+        out |= descendants(k)
+    return out
+
+
+def listening(pids):
+    """[(pid, ip, port)] of the TCP sockets in LISTEN state owned by pids (from /proc)."""
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes[link[8:-1]] = pid
+        except OSError:
+            continue
+    out = []
+    for name, fam in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A" or f[9] not in inodes:
+                continue
+            hexip, hexport = f[1].split(":")
+            raw = bytes.fromhex(hexip)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # host-order words
+            out.append((inodes[f[9]], socket.inet_ntop(fam, raw), int(hexport, 16)))
+    return out
+
+
+with ray_session(None) as (nodes, owned):
+    @ray.remote(num_cpus=1)
+    class Actor:  # a worker process, like a trial's actor
+        def ping(self):
+            return os.getpid()
+    actor = Actor.remote()
+    ray.get(actor.ping.remote())
+    print(json.dumps({"owned": owned, "node_ip": nodes[0]["NodeManagerAddress"],
+                      "listening": listening(descendants(os.getpid()))}))
+'''
+
+
+def test_local_ray_listens_on_loopback_only():
+    """A local Ray started by rcsweep (no --address) has every socket of its processes (GCS, raylet,
+    workers, actors) on 127.0.0.1: nothing listens on other interfaces."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run([sys.executable, "-c", LOOPBACK_SCRIPT], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["owned"] and out["node_ip"] == "127.0.0.1"
+    assert len(out["listening"]) >= 3  # at least GCS, raylet and a worker
+    elsewhere = [s for s in out["listening"] if s[1] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not elsewhere, elsewhere
+
+
+@pytest.mark.slow
+def test_trial_timeout_fails_the_slow_trial_and_the_others_finish(ray_local, tmp_path):  # noqa: F811
+    """trial_timeout_s: a trial still running past it fails with the reason; a quick one finishes;
+    the timed-out trial's shared pretraining is left unfinished, not recorded as trained."""
+    from rcsweep.sweep.runner import run_sweep
+    from rcsweep.sweep.store import count_trainings
+
+    sweep = {"name": "timeout", "fixed": {**FIXED, "pretrain_epochs": 0},
+             "space": {"finetune": {"choice": ["none", "clean"]}},
+             "references": [{"pretrain_epochs": 5000, "lr": 0.02}],  # minutes: far longer than the timeout
+             "search": "grid", "max_concurrent": 2, "max_failures": 0, "trial_timeout_s": 60}
+    out = run_sweep(sweep, storage=tmp_path)
+    df = load_results(out.folder).set_index("trial_id")
+    assert out.exit_code == 1 and (out.planned, out.finished, out.failed) == (3, 2, 1)
+    slow = df[df["pretrain_epochs"] == 5000].iloc[0]
+    assert slow["status"] == "failed" and slow["error"].startswith("TrialTimeout: trial_timeout_s: still at stage pretrain")
+    assert set(df[df["pretrain_epochs"] == 0]["status"]) == {"finished"}
+    trained = count_trainings(out.folder)
+    assert sorted(trained.values()) == [0, 1] or sorted(trained.values()) == [1]
