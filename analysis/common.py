@@ -110,6 +110,23 @@ def n_test(folder, df: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=df.index, dtype=float)
 
 
+def pretrain_seconds(folder, df: pd.DataFrame) -> pd.Series:
+    """Wall time (s) of the pretraining each row's model came from: the sum of its epochs' times in
+    ``record.json`` (also for trials that loaded a shared model another trial trained; NaN if unknown)."""
+    out = []
+    for _, r in df.iterrows():
+        rec = trial_dir(folder, r["trial_id"]) / "record.json"
+        secs = math.nan
+        if rec.is_file():
+            try:
+                hist = json.loads(rec.read_text()).get("history", {}).get("pretrain") or []
+                secs = float(sum(e.get("seconds", 0.0) for e in hist)) if hist else math.nan
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
+                pass
+        out.append(secs)
+    return pd.Series(out, index=df.index, dtype=float)
+
+
 def check_column(df: pd.DataFrame, column: str, what: str = "column") -> None:
     """A UserError naming the closest column if ``column`` is not in ``df``."""
     if column not in df.columns:

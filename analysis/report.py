@@ -14,10 +14,11 @@ from rcsweep.errors import UserError
 from rcsweep.fileio import atomic_write_text
 
 from . import plots
-from .common import compression_level, is_reference, load_sweep, n_test, route, split_usable
+from .common import compression_level, is_reference, load_sweep, n_test, pretrain_seconds, route, split_usable
 from .export import to_csv
 from .pareto import DEFAULT_OBJECTIVES, pareto_analysis
-from .tables import accuracy_long, compute_table, robustness_curves, study_table, suspect_rows, wilson_interval
+from .tables import (accuracy_long, compute_table, recovery_table, robustness_curves, study_table, suspect_rows,
+                     wilson_interval)
 
 
 def md_table(df: pd.DataFrame, index: bool = True) -> str:
@@ -59,6 +60,18 @@ def _compute_md(t: pd.DataFrame) -> str:
     show["training FLOPs vs full adversarial training"] = t["flops_vs_full_adv"].map(
         lambda v: f"{v:.2f}x" if v == v else "–")
     show["robust acc %"] = t["robust_acc"].map(lambda v: f"{100 * v:.1f}")
+    return md_table(show, index=False)
+
+
+def _recovery_md(r: pd.DataFrame) -> str:
+    ci = lambda row, k: (f"{100 * row[f'robust {k}']:.1f} [{100 * row[f'robust {k} ci_low']:.1f}, "  # noqa: E731
+                         f"{100 * row[f'robust {k} ci_high']:.1f}]" if row[f"robust {k}"] == row[f"robust {k}"] else "–")
+    show = pd.DataFrame({"compression": r["compression_level"], "seeds": r["n_seeds"],
+                         **{k: [ci(row, k) for _, row in r.iterrows()] for k in ("std", "std+AFT", "adv", "adv+AFT")},
+                         "std+AFT / adv": r["share of adv robustness"].map(lambda v: f"{100 * v:.0f}%"),
+                         "AFT FLOPs / adv training": r["AFT flops / adv training"].map(lambda v: f"{v:.3f}"),
+                         "AFT time / adv training": r["AFT time / adv training"].map(
+                             lambda v: f"{v:.3f}" if v == v else "–")})
     return md_table(show, index=False)
 
 
@@ -132,6 +145,16 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
            "adversarial pretraining without fine-tuning, at the same compression level (else dense). A trial "
            "that reused a shared pretrained model shows that model's pretraining time only if the sweep "
            "recorded it.\n", _compute_md(comp)]
+
+    rec = recovery_table(usable, ntest, pretrain_seconds(folder, usable))
+    if not rec.empty:
+        to_csv(rec, out / "recovery.csv")
+        md += ["## Adversarial fine-tuning against adversarial training\n",
+               "Per compression level: robust accuracy % [95% CI] of the standard model compressed (std), then "
+               "adversarially fine-tuned (std+AFT), and of the adversarially pretrained model compressed (adv) and "
+               "fine-tuned (adv+AFT); the share of adv's robust accuracy std+AFT reaches; and the cost of the "
+               "adversarial fine-tuning against full adversarial training (the adversarial pretraining), in "
+               "training FLOPs and wall time (pretraining time summed from its epochs).\n", _recovery_md(rec)]
 
     md += ["## Suspect trials\n", "Finished trials whose evaluation failed a gradient-masking check; their "
            "robust accuracy is not trusted and they are left out above.\n", md_table(sus, index=False)]

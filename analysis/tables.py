@@ -157,6 +157,44 @@ def compute_table(df: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def recovery_table(df: pd.DataFrame, n_test: pd.Series, pretrain_s: pd.Series | None = None) -> pd.DataFrame:
+    """The study's question per compression level: robust accuracy of a standard model compressed and
+    adversarially fine-tuned (``std+AFT``) against the adversarially pretrained model compressed
+    (``adv``, no fine-tuning; and ``adv+AFT``), the share of ``adv``'s robust accuracy ``std+AFT``
+    reaches, and what each costs: training FLOPs and wall time of the adversarial fine-tuning
+    against those of full adversarial training (adversarial pretraining). Means over seeds, Wilson
+    95% intervals at the mean; ``pretrain_s``: pretraining wall time per row (see
+    :func:`analysis.common.pretrain_seconds`)."""
+    d = label_rows(df).sort_values("_order", kind="stable")
+    d["n_test"] = n_test.reindex(d.index)
+    d["pretrain_s"] = pretrain_s.reindex(d.index) if pretrain_s is not None else math.nan
+    rows = []
+    for level, g in d[d["compression"] != "none"].groupby("compression_level", sort=False):
+        pick = lambda pre, ft: g[(g["pretrain"] == pre) & (g["finetune"] == ft)]  # noqa: E731
+        std0, aft, adv0, adv_aft = (pick("standard", "none"), pick("standard", "adversarial"),
+                                    pick("adversarial", "none"), pick("adversarial", "adversarial"))
+        if aft.empty or adv0.empty:
+            continue
+        mean = lambda sub, c: float(sub[c].astype(float).mean()) if len(sub) else math.nan  # noqa: E731
+        row = {"compression_level": level, "n_seeds": len(aft)}
+        for name, sub in (("std", std0), ("std+AFT", aft), ("adv", adv0), ("adv+AFT", adv_aft)):
+            m, n = mean(sub, "robust_acc"), float(sub["n_test"].min()) if len(sub) else math.nan
+            lo, hi = wilson_interval(m, n)
+            row.update({f"robust {name}": m, f"robust {name} ci_low": lo, f"robust {name} ci_high": hi,
+                        f"clean {name}": mean(sub, "clean_acc")})
+        row["share of adv robustness"] = row["robust std+AFT"] / row["robust adv"] if row["robust adv"] else math.nan
+        row["AFT flops"] = mean(aft, "flops_finetune")
+        row["adv training flops"] = mean(adv0, "flops_pretrain")
+        row["std pretrain flops"] = mean(aft, "flops_pretrain")
+        row["AFT time_s"] = mean(aft, "time_finetune_s")
+        row["adv training time_s"] = mean(adv0, "pretrain_s")
+        row["std pretrain time_s"] = mean(aft, "pretrain_s")
+        row["AFT flops / adv training"] = row["AFT flops"] / row["adv training flops"]
+        row["AFT time / adv training"] = row["AFT time_s"] / row["adv training time_s"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def suspect_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Finished trials whose evaluation failed a gradient-masking check, with the reasons."""
     s = df[(df["status"] == "finished") & df["suspect"].astype(bool)]

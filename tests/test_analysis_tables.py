@@ -5,8 +5,8 @@ import pytest
 from analysis_helpers import DENSE_BITS, STANDARD_ROWS, write_sweep
 
 from analysis.common import load_sweep, n_test, split_usable
-from analysis.tables import (accuracy_long, compute_table, label_rows, robustness_curves, study_table, suspect_rows,
-                             wilson_interval)
+from analysis.tables import (accuracy_long, compute_table, label_rows, recovery_table, robustness_curves, study_table,
+                             suspect_rows, wilson_interval)
 
 ROWS = [
     ("s0", "finished", dict(seed=0, clean=0.90, robust=0.10, test_size=200, curve={"0.05": 0.5})),
@@ -87,3 +87,45 @@ def test_compute_table_relates_to_full_adversarial_training(sweep):
 def test_suspect_rows_list_reasons(tmp_path):
     s = suspect_rows(load_sweep(write_sweep(tmp_path, STANDARD_ROWS)))
     assert s["trial_id"].tolist() == ["t06"] and "large_eps" in s["suspect_reason"].iloc[0]
+
+
+def test_recovery_table_compares_adversarial_fine_tuning_with_adversarial_training(tmp_path):
+    """Per compression level: std+AFT against adv (no fine-tuning), means over seeds, the share of adv's
+    robust accuracy, and the fine-tuning's FLOPs and time against the adversarial pretraining's."""
+    prune = dict(compression="prune", sparsity=0.5, bits=DENSE_BITS // 2, test_size=200)
+    rows = [("sa0", "finished", dict(finetune="adversarial", seed=0, robust=0.40, **prune)),
+            ("sa1", "finished", dict(finetune="adversarial", seed=1, robust=0.44, **prune)),
+            ("s0", "finished", dict(seed=0, robust=0.02, **prune)),
+            ("a0", "finished", dict(pretrain="adversarial", seed=0, robust=0.50, **prune)),
+            ("a1", "finished", dict(pretrain="adversarial", seed=1, robust=0.54, **prune)),
+            ("d0", "finished", dict(pretrain="adversarial", robust=0.6, test_size=200)),  # dense: no row
+            ("q0", "finished", dict(compression="quant", weight_bits=4, finetune="adversarial", robust=0.3))]  # no adv
+    folder = write_sweep(tmp_path, rows)
+    usable, _ = split_usable(load_sweep(folder))
+    secs = usable["trial_id"].map({"sa0": 10.0, "sa1": 12.0, "a0": 100.0, "a1": 120.0}).astype(float)
+    r = recovery_table(usable, n_test(folder, usable), secs)
+    assert r["compression_level"].tolist() == ["prune 50%"]
+    row = r.iloc[0]
+    assert row["n_seeds"] == 2
+    assert row["robust std+AFT"] == pytest.approx(0.42) and row["robust adv"] == pytest.approx(0.52)
+    assert row["robust std"] == pytest.approx(0.02) and math.isnan(row["robust adv+AFT"])
+    assert (row["robust std+AFT ci_low"], row["robust std+AFT ci_high"]) == pytest.approx(wilson_interval(0.42, 200))
+    assert row["share of adv robustness"] == pytest.approx(0.42 / 0.52)
+    # analysis_helpers: adversarial fine-tuning 3.3e9 FLOPs and 33 s; adversarial pretraining 11e9 FLOPs
+    assert row["AFT flops / adv training"] == pytest.approx(3.3e9 / 11e9)
+    assert row["AFT time_s"] == pytest.approx(33.0) and row["adv training time_s"] == pytest.approx(110.0)
+    assert row["AFT time / adv training"] == pytest.approx(0.3)
+    assert row["std pretrain time_s"] == pytest.approx(11.0)
+
+
+def test_pretrain_seconds_sum_the_epochs_of_the_record(tmp_path):
+    import json
+
+    from analysis.common import pretrain_seconds
+
+    folder = write_sweep(tmp_path, [("t0", "finished", {}), ("t1", "finished", {}), ("t2", "finished", {})])
+    for tid, hist in (("t0", [{"seconds": 1.5}, {"seconds": 2.0}]), ("t1", [])):
+        (folder / "trials" / tid).mkdir(parents=True)
+        (folder / "trials" / tid / "record.json").write_text(json.dumps({"history": {"pretrain": hist}}))
+    s = pretrain_seconds(folder, load_sweep(folder))
+    assert s.iloc[0] == pytest.approx(3.5) and math.isnan(s.iloc[1]) and math.isnan(s.iloc[2])
