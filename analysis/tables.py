@@ -187,8 +187,12 @@ def recovery_table(df: pd.DataFrame, n_test: pd.Series, pretrain_s: pd.Series | 
         row["adv training flops"] = mean(adv0, "flops_pretrain")
         row["std pretrain flops"] = mean(aft, "flops_pretrain")
         row["AFT time_s"] = mean(aft, "time_finetune_s")
-        row["adv training time_s"] = mean(adv0, "pretrain_s")
-        row["std pretrain time_s"] = mean(aft, "pretrain_s")
+        # the same pretraining serves every level: where these rows reused a saved model without its
+        # history, take the time from any row of that pretraining mode that has it (the dense reference)
+        for key, sub, mode in (("adv training time_s", adv0, "adversarial"), ("std pretrain time_s", aft, "standard")):
+            row[key] = mean(sub, "pretrain_s")
+            if row[key] != row[key]:
+                row[key] = mean(d[d["pretrain"] == mode], "pretrain_s")
         row["AFT flops / adv training"] = row["AFT flops"] / row["adv training flops"]
         row["AFT time / adv training"] = row["AFT time_s"] / row["adv training time_s"]
         rows.append(row)
