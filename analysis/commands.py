@@ -227,8 +227,8 @@ def cmd_verify(args) -> int:
     table, path = run_verify(args.dir, chosen_rows(args), out, args.attack, args.steps, args.examples,
                              args.device, args.data_dir)
     cols = ["trial_id", "n_examples", "clean_acc", "robust_acc_sweep", "robust_acc_rcsweep",
-            "robust_acc_independent", "gap", "suspect"]
-    print(f"attack: {table['attack'].iloc[0]}")
+            "robust_acc_white_box", "robust_acc_independent", "gap", "suspect"]
+    print("attacks: " + "; ".join(table["attack"].unique()))
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     sus = table[table["suspect"]]
     print(f"{len(sus)} of {len(table)} suspect" + (": " + ", ".join(sus["trial_id"]) if len(sus) else ""))

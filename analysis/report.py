@@ -77,14 +77,16 @@ def _recovery_md(r: pd.DataFrame) -> str:
 
 def _verify_md(v: pd.DataFrame) -> list[str]:
     """The section on ``verify.csv`` (written by ``rcsweep verify``; see :mod:`analysis.verify`)."""
-    cols = ["trial_id", "n_test", "n_examples", "robust_acc_sweep", "robust_acc_rcsweep", "robust_acc_independent",
-            "gap", "suspect"]
+    cols = ["trial_id", "n_test", "n_examples", "robust_acc_sweep", "robust_acc_rcsweep", "robust_acc_white_box",
+            "robust_acc_independent", "gap", "suspect"]
     sus = v[v["suspect"].astype(str).str.lower() == "true"] if "suspect" in v else v.iloc[:0]
     attacks = ", ".join(map(str, v["attack"].unique())) if "attack" in v else "an independent attack"
     return ["## Independent robustness check\n",
             f"From `verify.csv`: each model attacked again with {attacks}, beside rcsweep's own evaluation on the "
             "same `n_examples` test images (`robust_acc_rcsweep`) and the sweep's number (`robust_acc_sweep`, on "
-            "`n_test` images). `gap` = rcsweep's minus the independent robust accuracy. A model is suspect when "
+            "`n_test` images). Quantized models are also attacked by transfer from their float twin (the same "
+            "weights, activations not quantized): `robust_acc_white_box` is the independent number without it. "
+            "`gap` = rcsweep's minus the independent robust accuracy. A model is suspect when "
             "rcsweep's number (or the sweep's, allowing for a subset's sampling error) is more than 1 point above "
             "the independent one.\n", md_table(v[[c for c in cols if c in v]], index=False),
             "### Suspect after the independent check\n",

@@ -43,6 +43,7 @@ REFERENCES = [{"pretrain": "adversarial", "compression": "none", "finetune": "no
 BUDGET = 56  # the grid's 54 points + the 2 references
 CHECKPOINTS = (10, 19, 28, 38, 47, 56)
 REACH = "trials to grid's final hv"
+REACH95 = "trials to 95% of it"
 
 
 def sweep_dict(search: str, seed: int, budget: int) -> dict:
@@ -93,12 +94,16 @@ def summarise(folders: dict, out: Path, budget: int) -> None:
 
     grid = curves[curves["search"] == "grid"]
     target = float(grid["hypervolume"].max())
+    def reached(c, share: float):
+        # the same configuration can differ in the last digits between sweeps (evaluation restarts
+        # are random), so "reached" allows 1e-4 of the target
+        hit = c[c["hypervolume"] >= share * target * (1 - 1e-4)]
+        return int(hit["n_finished"].min()) if len(hit) else None
+
     rows = []
     for search, g in curves.groupby("search", sort=False):
-        reach = []
-        for seed, c in g.groupby("seed"):
-            hit = c[c["hypervolume"] >= target - 1e-9]
-            reach.append(int(hit["n_finished"].min()) if len(hit) else None)
+        by_seed = [c for _, c in g.groupby("seed")]
+        reach, reach95 = [reached(c, 1.0) for c in by_seed], [reached(c, 0.95) for c in by_seed]
         row = {"search": search, "seeds": g["seed"].nunique()}
         for n in CHECKPOINTS:
             at = g[g["n_finished"] == min(n, budget)]["hypervolume"]
@@ -106,18 +111,19 @@ def summarise(folders: dict, out: Path, budget: int) -> None:
             row[f"hv@{n} min"] = at.min()
             row[f"hv@{n} max"] = at.max()
         row[REACH] = ", ".join("never" if r is None else str(r) for r in reach)
+        row[REACH95] = ", ".join("never" if r is None else str(r) for r in reach95)
         rows.append(row)
     summary = pd.DataFrame(rows)
     summary.to_csv(out / "summary.csv", index=False)
 
     lines = [f"Grid's final hypervolume: **{target:.4f}** (after {len(grid)} finished trials).", "",
              "| search | seeds | " + " | ".join(f"hv at {n} trials: mean [min, max]" for n in CHECKPOINTS)
-             + " | trials to reach the grid's final hv, per seed |",
-             "| --- | ---: | " + " | ".join("---:" for _ in CHECKPOINTS) + " | --- |"]
+             + " | trials to reach the grid's final hv, per seed | trials to reach 95% of it |",
+             "| --- | ---: | " + " | ".join("---:" for _ in CHECKPOINTS) + " | --- | --- |"]
     for r in rows:
         cells = " | ".join(f"{r[f'hv@{n} mean']:.4f} [{r[f'hv@{n} min']:.4f}, {r[f'hv@{n} max']:.4f}]"
                            for n in CHECKPOINTS)
-        lines.append(f"| {r['search']} | {r['seeds']} | {cells} | {r[REACH]} |")
+        lines.append(f"| {r['search']} | {r['seeds']} | {cells} | {r[REACH]} | {r[REACH95]} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = figure(6.4, 4.2)

@@ -21,7 +21,7 @@ BASE = dict(dataset="digits", batch_size=32, eps_eval=0.1, test_size=100, eval_s
             attack_steps=3)
 COLUMNS = ["trial_id", "dataset", "pretrain", "compression", "sparsity", "weight_bits", "act_bits", "finetune", "norm",
            "eps_eval", "n_test", "n_examples", "clean_acc_sweep", "clean_acc", "robust_acc_sweep", "robust_acc_rcsweep",
-           "robust_acc_independent", "attack_rcsweep", "attack", "gap", "gap_sweep", "suspect", "suspect_reason",
+           "robust_acc_independent", "robust_acc_white_box", "attack_rcsweep", "attack", "gap", "gap_sweep", "suspect", "suspect_reason",
            "seconds_rcsweep", "seconds"]
 CLAIMED = 0.99  # what results.csv says of the standard model's robust accuracy
 
@@ -70,6 +70,10 @@ def test_a_robust_model_agrees_with_torchattacks_on_the_same_images(sweep, tmp_p
         assert r["gap"] == pytest.approx(r["robust_acc_rcsweep"] - r["robust_acc_independent"])
         assert not r["suspect"], r["suspect_reason"]
     assert "APGD-T" in v["attack"].iloc[0] and "APGD-DLR" in v["attack_rcsweep"].iloc[0]
+    # the quantized model is also attacked by transfer from its float twin; the dense one is not
+    assert "float twin" in v.loc["pq", "attack"] and "float twin" not in v.loc["adv", "attack"]
+    assert v.loc["pq", "robust_acc_independent"] <= v.loc["pq", "robust_acc_white_box"]
+    assert v.loc["adv", "robust_acc_independent"] == v.loc["adv", "robust_acc_white_box"]
     assert (sweep / "results.csv").read_bytes() == results
     assert not (sweep / "verify.csv").exists()  # --out was given
 
