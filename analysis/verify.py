@@ -36,7 +36,7 @@ import torch
 from rcsweep.checkpoint import read_meta
 from rcsweep.data import dataset_info, load_dataset
 from rcsweep.errors import CheckpointError, UserError
-from rcsweep.evaluate import evaluate, robust_correct
+from rcsweep.evaluate import evaluate, float_twin, robust_correct
 
 from .common import n_test, trial_dir
 from .export import to_csv
@@ -83,21 +83,11 @@ def independent_attacks(model, attack: str, norm: str, eps: float, num_classes: 
     return [lambda _model, x, y, a=a: a(x, y) for a in chain], f"{text} ({ta.__version__})"
 
 
-def is_quantized(model) -> bool:
-    """Whether ``model`` carries fake quantizers (activations quantized in its forward)."""
-    from rcsweep.compress.fake_quant import ActFakeQuant
-
-    return any(isinstance(m, ActFakeQuant) for m in model.modules())
-
-
-def transfer_attack(model, attack: str, norm: str, eps: float, num_classes: int, steps=None, seed: int = 0):
+def transfer_attack(twin, norm: str, eps: float, steps=None, seed: int = 0):
     """``(attack(model, x, y) -> x_adv, description)``: torchattacks' APGD-CE run on the float twin of a
-    quantized model (the same effective weights, activations not quantized; ``float_copy``) and
+    quantized model (the same effective weights, activations not quantized; ``float_twin``) and
     the examples handed to the quantized model. Rounding activations blunts the gradients a
     white-box attack follows; attacks crafted on the twin transfer past it."""
-    from rcsweep.compress.int8 import float_copy
-
-    twin = float_copy(model)
     (craft,), text = independent_attacks(twin, "apgd", norm, eps, 2, steps, seed)  # 2 classes: APGD-CE alone
     return (lambda _model, x, y: craft(twin, x, y)), "transfer of " + text.split(" (")[0] + " from the float twin"
 
@@ -144,8 +134,9 @@ def verify_trial(folder, row, n_test_sweep: float, attack: str = "apgd", steps=N
     chain, text = independent_attacks(model, attack, p["norm"], p["eps_eval"], num_classes, steps, seed=p["seed"])
     alive = robust_correct(model, x, y, chain, device)
     white_box = alive.float().mean().item()
-    if is_quantized(model):  # worst case over the white-box attacks and the transfer from the float twin
-        tr, tr_text = transfer_attack(model, attack, p["norm"], p["eps_eval"], num_classes, steps, seed=p["seed"])
+    twin = float_twin(model, device)
+    if twin is not None:  # worst case over the white-box attacks and the transfer from the twin
+        tr, tr_text = transfer_attack(twin, p["norm"], p["eps_eval"], steps, seed=p["seed"])
         alive = robust_correct(model, x, y, [tr], device, alive=alive)
         text = f"{text} + {tr_text}"
     independent = alive.float().mean().item()
