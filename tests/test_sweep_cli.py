@@ -57,7 +57,7 @@ def test_validate_prints_count_space_and_cost(tmp_path, capsys):
     assert "grid point 2: {'compression': 'quant', 'weight_bits': 8}" in out.out
     assert "estimated training compute" in out.out and "1 distinct model(s), shared" in out.out
     rc, out = _run_cli(["validate", _write(tmp_path, "good", {**GOOD, "search": "grid"}), "--num-samples", "9"], capsys)
-    assert rc == 2 and "--num-samples: 9 is more than the grid's 3 trials" in out.err
+    assert rc == 2 and "--num-samples: 9 is more than the grid's 3 points plus 0 references" in out.err
 
 
 @pytest.mark.parametrize("resources, needle", [({"cpu": 64}, "resources.cpu: each trial asks for 64 CPUs"),
