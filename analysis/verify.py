@@ -14,7 +14,7 @@ depend on the seed):
 For a quantized model (fake-quantized activations) the examples still standing are then attacked
 by transfer: torchattacks' APGD-CE crafted on the model's float twin (same effective weights,
 activations not quantized) and handed to the quantized model. Rounding activations to a grid blunts
-the gradients a white-box attack follows (gradient masking); on digits, 4-bit models kept 10 points
+the gradients a white-box attack follows (gradient masking); on digits, 4-bit models kept up to 14 points
 of "robust" accuracy against white-box APGD that the transfer took away. ``robust_acc_white_box``
 is the independent number without the transfer.
 

@@ -203,9 +203,9 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     if spec.search == "grid":
         n_grid = len(spec.grid())
         if spec.num_samples is not None and spec.num_samples != len(refs) + n_grid:
-            raise ConfigError("num_samples", f"{spec.num_samples} is {'fewer' if spec.num_samples < len(refs) + n_grid else 'more'} "
-                                             f"than the grid's {n_grid} points plus {len(refs)} references "
-                                             "(leave it out for a grid)")
+            fewer = "fewer" if spec.num_samples < len(refs) + n_grid else "more"
+            raise ConfigError("num_samples", f"{spec.num_samples} is {fewer} than the grid's {n_grid} points plus "
+                                             f"{len(refs)} references (leave it out for a grid)")
     elif spec.num_samples is not None and spec.num_samples < len(refs):
         raise ConfigError("num_samples", f"{spec.num_samples} is fewer than the {len(refs)} references")
     if spec.search != "grid" and not space and not refs and (spec.num_samples or 12) > 1:
