@@ -28,11 +28,14 @@ def draw_front(ax, front, objectives, color, label, marker="o", linestyle="-", h
 
 def draw_references(ax, refs, objectives, names):
     xo, yo = objectives[1], objectives[0]
+    named = set()  # one label per name (references repeated over seeds sit on top of each other)
     for (_, r), name in zip(refs.iterrows(), names):
         x, y = shown(xo.column, [r[xo.column]])[0], shown(yo.column, [r[yo.column]])[0]
         ax.scatter([x], [y], s=190, marker="*", facecolors=GROUP_COLORS["pretrain"].get(r.get("pretrain"), "white"),
                    edgecolors="black", lw=1.0, zorder=4)
-        ax.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8)
+        if name not in named:
+            ax.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8)
+            named.add(name)
     if len(refs):
         ax.scatter([], [], s=150, marker="*", facecolors="white", edgecolors="black", label="reference models")
 
