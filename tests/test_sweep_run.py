@@ -141,16 +141,8 @@ LOOPBACK_SCRIPT = '''
 import json, os, socket, struct, ray
 from pathlib import Path
 os.environ.pop("RAY_ADDRESS", None)
+from rcsweep.sweep.folder import descendants
 from rcsweep.sweep.runner import ray_session
-
-
-def descendants(pid):
-    kids = {int(k) for t in Path(f"/proc/{pid}/task").iterdir()
-            for k in (t / "children").read_text().split()} if Path(f"/proc/{pid}/task").exists() else set()
-    out = {pid}
-    for k in kids:
-        out |= descendants(k)
-    return out
 
 
 def listening(pids):
@@ -185,7 +177,7 @@ with ray_session(None) as (nodes, owned):
     actor = Actor.remote()
     ray.get(actor.ping.remote())
     print(json.dumps({"owned": owned, "node_ip": nodes[0]["NodeManagerAddress"],
-                      "listening": listening(descendants(os.getpid()))}))
+                      "listening": listening([os.getpid(), *descendants(os.getpid())])}))
 '''
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError, UserError
+from ..errors import UserError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..results import COLUMNS, RESULTS_FILE, locked, read_rows
 from ..sweepfile import SweepSpec, load_sweep
@@ -54,11 +54,7 @@ def resolve_spec(source, name=None, **overrides) -> SweepSpec:
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         spec = spec.replace(**changes)
-    spec = spec.replace(num_samples=spec.total_trials())
-    if spec.search == "grid" and spec.total_trials() > len(spec.references) + len(spec.grid()):
-        raise ConfigError("num_samples", f"{spec.total_trials()} is more than the grid's "
-                                         f"{len(spec.references) + len(spec.grid())} trials (points plus references)")
-    return spec
+    return spec.replace(num_samples=spec.total_trials())  # validated again: a grid's count is checked there
 
 
 def new_folder(storage, spec: SweepSpec) -> Path:
@@ -176,6 +172,11 @@ def driver_alive(info: dict | None) -> bool | None:
 def own_ray_processes() -> list:
     """``[[pid, start time]]`` of the Ray processes this process started (its local Ray's GCS,
     raylet and agents): a driver killed with SIGKILL cannot stop them, its resume can."""
+    return [[pid, _proc_start(pid)] for pid in descendants(os.getpid()) if "ray" in _cmdline(pid)]
+
+
+def descendants(root: int) -> list[int]:
+    """The pids of every process below ``root`` (children, their children, ...), from /proc."""
     parents = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -183,13 +184,13 @@ def own_ray_processes() -> list:
                 parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 pass
-    found, todo = [], [os.getpid()]
+    found, todo = [], [root]
     while todo:
         parent = todo.pop()
         kids = [pid for pid, pp in parents.items() if pp == parent]
         found += kids
         todo += kids
-    return [[pid, _proc_start(pid)] for pid in found if "ray" in _cmdline(pid)]
+    return found
 
 
 def stop_left_behind(info: dict | None) -> int:
