@@ -6,6 +6,7 @@
 - ``rcsweep export DIR --pareto --out FOLDER`` (or ``--trials ID ...``)
 - ``rcsweep compare DIR DIR ... --out FILE``
 - ``rcsweep verify DIR [--pareto | --trials ID ...] [--attack apgd|autoattack] [--steps N] [--examples N] [--out FILE]``
+- ``rcsweep reevaluate DIR (--outdated | --all | --trials ID ...) [--device D]``
 
 Handlers import pandas, matplotlib and torch lazily so that ``rcsweep --help`` stays instant.
 """
@@ -97,6 +98,21 @@ def register(sub) -> None:
     p.add_argument("--data-dir", help="dataset folder")
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("reevaluate", help="evaluate saved trials again with the installed evaluation code",
+                       description="Runs each chosen trial's evaluation again on its saved model (no training): "
+                                   "its record.json and results.csv row get the new clean and robust accuracies "
+                                   "(the old ones are kept in the record's 'reevaluations'), and DIR/reevaluate.csv "
+                                   "lists before and after.")
+    p.add_argument("dir", metavar="DIR")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--outdated", action="store_true",
+                      help="the finished trials evaluated with another attack than the installed code uses")
+    what.add_argument("--all", action="store_true", help="every finished trial")
+    what.add_argument("--trials", nargs="+", metavar="ID", help="these trials")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--data-dir", help="dataset folder")
+    p.set_defaults(func=cmd_reevaluate)
+
 
 def sweep_objectives(folder) -> str:
     """The objectives of ``folder/sweep.yaml`` when it names two or more, else the default."""
@@ -174,6 +190,35 @@ def cmd_features(args) -> int:
                          n_examples=args.examples, eps=eps, steps=args.steps, layer_index=args.layer,
                          n_channels=args.channels, data_dir=args.data_dir)
     print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def cmd_reevaluate(args) -> int:
+    from rcsweep.errors import UserError
+
+    from .common import load_sweep
+    from .reevaluate import outdated, run_reevaluate
+
+    df = load_sweep(args.dir)
+    if args.trials:
+        rows = chosen_rows(args)
+    else:
+        rows = df[df["status"] == "finished"]
+        if args.outdated:
+            rows = outdated(args.dir, rows)
+    if not len(rows):
+        if args.outdated:
+            print("no finished trial was evaluated with another attack than the installed code uses; nothing to do")
+            return 0
+        raise UserError(f"{args.dir} has no finished trials")
+    print(f"re-evaluating {len(rows)} trials")
+
+    def done(r, seconds):
+        print(f"[{seconds:6.0f}s] {r['trial_id']}  robust_acc {r['robust_acc_before']:.3f} -> {r['robust_acc']:.3f}"
+              f"  clean_acc {r['clean_acc_before']:.3f} -> {r['clean_acc']:.3f}", flush=True)
+
+    _, path = run_reevaluate(args.dir, rows, args.device, args.data_dir, on_done=done)
+    print(f"updated {len(rows)} records and their results.csv rows; wrote {path}")
     return 0
 
 

@@ -93,6 +93,17 @@ def _verify_md(v: pd.DataFrame) -> list[str]:
             md_table(sus[[c for c in ("trial_id", "suspect_reason") if c in sus]], index=False)]
 
 
+def _reevaluate_md(r: pd.DataFrame) -> list[str]:
+    """The section on ``reevaluate.csv`` (written by ``rcsweep reevaluate``; see :mod:`analysis.reevaluate`)."""
+    cols = ["trial_id", "clean_acc_before", "clean_acc", "robust_acc_before", "robust_acc", "change", "suspect"]
+    attacks = [f"`{a}` -> `{b}` ({n} trials)" for (a, b), n in r.groupby(["attack_before", "attack"]).size().items()]
+    return ["## Re-evaluated trials\n",
+            "From `reevaluate.csv`: trials evaluated again on their saved models with the evaluation code installed "
+            "later (no training). The numbers above are the new ones; the old ones stay in each record's "
+            "`reevaluations`. Attacks: " + "; ".join(attacks) + ".\n",
+            md_table(r[[c for c in cols if c in r]], index=False)]
+
+
 def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | None = "finetune",
                  feature_trials=None, n_examples: int = 128, data_dir=None) -> Path:
     """Write ``out_dir/report.md`` (default ``folder/report``) and its figures; returns its path."""
@@ -164,6 +175,9 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     md += ["## Failed trials\n", md_table(failed, index=False)]
     if (folder / "verify.csv").is_file():
         md += _verify_md(pd.read_csv(folder / "verify.csv", dtype={"trial_id": str}))
+
+    if (folder / "reevaluate.csv").is_file():
+        md += _reevaluate_md(pd.read_csv(folder / "reevaluate.csv", dtype={"trial_id": str}, keep_default_na=False))
 
     if feature_trials:
         from .features import run_features

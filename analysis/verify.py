@@ -92,15 +92,15 @@ def transfer_attack(twin, norm: str, eps: float, steps=None, seed: int = 0):
     return (lambda _model, x, y: craft(twin, x, y)), "transfer of " + text.split(" (")[0] + " from the float twin"
 
 
-def check_trials(folder, rows: pd.DataFrame) -> None:
+def check_trials(folder, rows: pd.DataFrame, verb: str = "verify", participle: str = "verified") -> None:
     """A UserError naming the first chosen trial that did not finish or has no saved model."""
     for _, r in rows.iterrows():
         if r["status"] != "finished":
-            raise UserError(f"trial {r['trial_id']!r} did not finish (status {r['status']}); nothing to verify")
+            raise UserError(f"trial {r['trial_id']!r} did not finish (status {r['status']}); nothing to {verb}")
         try:
             read_meta(trial_dir(folder, r["trial_id"]))
         except CheckpointError as e:
-            raise UserError(f"trial {r['trial_id']!r} cannot be verified: {e}") from None
+            raise UserError(f"trial {r['trial_id']!r} cannot be {participle}: {e}") from None
 
 
 def judge(r: dict) -> tuple[bool, str]:

@@ -55,12 +55,16 @@ def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes:
     return [APGD(t, steps=steps, restarts=restarts, loss="ce"), APGD(t, steps=steps, restarts=1, loss=second)]
 
 
+def quantizes_activations(model: nn.Module) -> bool:
+    from .compress.fake_quant import ActFakeQuant
+
+    return any(isinstance(m, ActFakeQuant) for m in model.modules())
+
+
 def float_twin(model: nn.Module, device="cpu"):
     """The float twin of a model that quantizes its activations (the same effective weights, no
     fake quantizers: :func:`rcsweep.compress.int8.float_copy`), else None."""
-    from .compress.fake_quant import ActFakeQuant
-
-    if not any(isinstance(m, ActFakeQuant) for m in model.modules()):
+    if not quantizes_activations(model):
         return None
     from .compress.int8 import float_copy
 
@@ -112,6 +116,16 @@ def robust_accuracy(model, x, y, *, norm: str, eps: float, steps: int = 20, rest
     return robust_correct(model, x, y, attacks if margin else attacks[:1], device).float().mean().item()
 
 
+def describe_attack(steps: int, restarts: int, num_classes: int, transfer: bool, attack=None) -> str:
+    """The ``attack`` text of an :class:`EvalResult` (also how ``rcsweep reevaluate`` tells a result
+    the current evaluation would not give)."""
+    text = (f"APGD-CE {steps} steps x {restarts} restarts + APGD-{'DLR' if num_classes >= 3 else 'CW'} "
+            f"{steps} steps, random start" if attack is None else attack.__name__)
+    if transfer:
+        text += f" + APGD-CE {steps} steps transferred from the float twin"
+    return text
+
+
 def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=(), steps: int = 20,
              restarts: int = 2, device="cpu", num_classes: int = 10, checks: bool = True, attack=None) -> EvalResult:
     """Evaluate ``model`` (on the ``test`` split, by convention) and run the masking checks.
@@ -130,10 +144,7 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
                 attacks.append(TransferAttack(twin, APGD(threat_model(norm, eps), steps=steps, loss="ce")))
             alive = robust_correct(model, x, y, attacks, device, alive=alive)
         curve[eps] = alive.float().mean().item()
-    text = (f"APGD-CE {steps} steps x {restarts} restarts + APGD-{'DLR' if num_classes >= 3 else 'CW'} "
-            f"{steps} steps, random start" if attack is None else attack.__name__)
-    if twin is not None:
-        text += f" + APGD-CE {steps} steps transferred from the float twin"
+    text = describe_attack(steps, restarts, num_classes, twin is not None, attack)
     res = EvalResult(clean_acc=clean.float().mean().item(), robust_acc=curve[eps_eval], eps_eval=eps_eval,
                      norm=norm, robust_acc_curve={e: curve[e] for e in sorted(set(eps_curve))}, n_test=len(x),
                      attack=text)
