@@ -129,7 +129,8 @@ def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, l
 
     Collapse detection: validation clean accuracy that falls below 1.5x chance after having
     reached 2.5x chance, or is still below 1.5x chance after the last epoch, raises
-    :class:`TrainingCollapsed`.
+    :class:`TrainingCollapsed` before ``on_epoch`` sees that epoch (so it is never checkpointed: a
+    resumed run cannot skip the check).
     """
     model.to(device)
     opt = make_optimizer(model, lr, momentum, weight_decay)
@@ -158,8 +159,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, l
             stats.val_robust_acc = robust_accuracy(model, xv[:200], yv[:200], norm=norm, eps=eps,
                                                    steps=attack_steps, restarts=1, device=device)
         history.append(stats)
-        if on_epoch is not None:
-            on_epoch(stats)
         best = max(best, stats.val_clean_acc)
         chance = 1.0 / num_classes
         fell = best >= 2.5 * chance and stats.val_clean_acc < 1.5 * chance
@@ -169,4 +168,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, l
                 f"validation accuracy {'collapsed' if fell else 'stayed'} at {stats.val_clean_acc:.3f} "
                 f"(chance {chance:.2f}) at epoch {epoch + 1}, eps {cur_eps:.4g}; "
                 f"lower lr or lengthen eps_ramp_epochs")
+        if on_epoch is not None:  # after the check: a collapsed epoch is never checkpointed and resumed from
+            on_epoch(stats)
     return history

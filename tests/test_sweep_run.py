@@ -21,7 +21,7 @@ FIXED = dict(dataset="digits", pretrain_epochs=3, batch_size=16, lr=0.1, train_s
 TINY = {"name": "tiny", "fixed": {**FIXED, "finetune_epochs": 2, "finetune_lr": 0.02},
         "space": {"finetune": {"choice": ["none", "clean"]}, "seed": {"choice": [0, 1]}},
         "references": [{"finetune": "none", "seed": 0}, {"finetune": "none", "lr": 1.0e6}],
-        "num_samples": 5, "max_concurrent": 2, "max_failures": 0}
+        "num_samples": 5, "max_concurrent": 2, "max_failures": 1}
 
 
 def stage_logs(folder) -> dict:
@@ -51,6 +51,11 @@ def test_tiny_sweep_completes_and_records_the_failed_trial(tiny):
     assert len(df) == 5 and df["status"].value_counts().to_dict() == {"finished": 4, "failed": 1}
     failed = df[df["status"] == "failed"].iloc[0]
     assert failed["lr"] == 1.0e6 and failed["error"].startswith("TrainingCollapsed: loss became nan")
+    # a collapse is deterministic: Tune's retry (max_failures 1) failed at once, without training again
+    assert failed["error"].endswith("(not retried: it collapsed before)")
+    assert (folder / "trials" / failed["trial_id"] / "collapsed.json").is_file()
+    failed_key = next(k for k, events in trainings(folder).items() if "done" not in events)
+    assert trainings(folder)[failed_key] == ["start"]
     done = df[df["status"] == "finished"]
     assert done["robust_acc"].notna().all() and done["time_finetune_s"].notna().all()
     ref = df[df["is_reference"]]
@@ -96,13 +101,16 @@ def test_resume_extends_and_retries_failed_without_rerunning_a_finished_trial(ti
     assert all(events == ["start", "done"] for events in runs.values() if "done" in events)
     failed_key = next(k for k, events in runs.items() if "done" not in events)
     assert runs[failed_key] == runs_before[failed_key] + ["start"]  # the failed trial, and only it, ran again
+    failed = load_results(tiny.folder).query("status == 'failed'").iloc[0]
+    assert failed["error"] == "TrainingCollapsed: loss became nan (lr too high?)"  # trained again, not skipped
+    assert (tiny.folder / "trials" / failed["trial_id"] / "collapsed.json").is_file()
     assert yaml.safe_load((tiny.folder / "sweep.yaml").read_text())["provenance"]["resumes"][0]["num_samples"] == 6
 
 
 def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path, capsys):  # noqa: F811
     from rcsweep.sweep.runner import resume_sweep
 
-    sweep = {**TINY, "name": "killed", "num_samples": 4, "references": TINY["references"][:1],
+    sweep = {**TINY, "name": "killed", "num_samples": 4, "references": TINY["references"][:1], "max_failures": 0,
              "fixed": {**TINY["fixed"], "finetune_epochs": 3},
              "space": {**TINY["space"], "compression": {"choice": ["none", "prune_structured"]}}}
     path = tmp_path / "killed.yaml"

@@ -56,9 +56,11 @@ def test_accuracy_stuck_at_chance_stops_training():
     x, y = _tiny_data()
     with torch.no_grad():
         wrong = (model(x).argmax(1) + 1) % 10  # labels the (barely moving) model never predicts
+    seen = []
     with pytest.raises(TrainingCollapsed, match="chance"):
         fit(model, (x, y), (x, wrong), epochs=2, lr=1e-9, lr_schedule="constant", momentum=0.0, weight_decay=0,
-            batch_size=16, device="cpu", seed=0)
+            batch_size=16, device="cpu", seed=0, on_epoch=lambda s: seen.append(s.epoch))
+    assert seen == [0]  # the collapsed epoch never reaches on_epoch (which checkpoints in a sweep)
 
 
 def test_training_is_seeded(tmp_path):

@@ -34,7 +34,7 @@ from .folder import (TUNE_DIR, add_resume, clear_driver, driver_alive, now, prov
 from .progress import SweepProgress
 from .search import build_searcher
 from .summary import format_status, pareto_front, sweep_status
-from .trainable import TRIALS_DIR, sweep_trial
+from .trainable import COLLAPSED_FILE, TRIALS_DIR, sweep_trial
 
 # Tune saves its experiment state at most this often (seconds): a driver killed between two saves
 # loses only the trials it started since the last one (see _reconcile); a trial's progress is in its
@@ -124,6 +124,9 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
         check_shared(folder, nodes)
         add_resume(folder, spec, {"time": now(), "command": provenance(argv)["command"],
                                   "num_samples": spec.total_trials(), "retry_failed": retry_failed})
+        if retry_failed:  # the user asks again: a collapsed trial runs again too
+            for marker in (folder / TRIALS_DIR).glob(f"*/{COLLAPSED_FILE}"):
+                marker.unlink()
         tuner = tune.Tuner.restore(str(folder / TUNE_DIR), _trainable(spec), param_space=_param_space(spec, folder),
                                    resume_unfinished=True, resume_errored=retry_failed)
         return _fit(tuner, folder, quiet, owned_ray)

@@ -4,7 +4,10 @@ A trial gets its pretrained model from the sweep's :class:`~.store.PretrainStore
 only if no trial has), then runs :func:`rcsweep.pipeline.continue_trial`, checkpointing after
 compression and after every fine-tuning epoch (:mod:`.checkpoints`) and reporting to Tune after
 each stage. A restarted trial (a retry, a lost node, ``rcsweep resume``) continues from its newest
-valid checkpoint; a trial whose ``record.json`` exists is finished and is never run again.
+valid checkpoint; a trial whose ``record.json`` exists is finished and is never run again. A
+trial whose training collapsed (:class:`~rcsweep.errors.TrainingCollapsed`: deterministic, so
+Tune's ``max_failures`` retries would only repeat it) writes ``collapsed.json`` and fails again at
+once when retried; ``rcsweep resume --retry-failed`` removes the file and runs it again.
 
 Per trial, ``DIR/trials/<trial_id>/`` holds ``record.json``, ``model.pt``, ``model.json`` and
 ``stages.jsonl`` (one line per stage completed: what ran, where, when); its row in
@@ -25,6 +28,8 @@ import torch
 from ray import tune
 
 from ..config import TrialConfig
+from ..errors import TrainingCollapsed
+from ..fileio import atomic_write_json
 from ..pipeline import Progress, continue_trial, load_trial_data, pretrain, save_trial
 from ..results import record_to_row, upsert_rows
 from ..sweepfile import METRICS
@@ -32,6 +37,7 @@ from . import checkpoints
 from .store import PretrainStore, pretrain_id
 
 TRIALS_DIR = "trials"
+COLLAPSED_FILE = "collapsed.json"  # a trial whose training collapsed; removed by resume --retry-failed
 _SCALARS = (int, float, bool, str)
 
 
@@ -53,12 +59,19 @@ def sweep_trial(config: dict) -> None:
         upsert_rows(root, [record_to_row(status="finished", record=record, **row)])
         tune.report(final_metrics(record))
         return
+    collapsed = folder / COLLAPSED_FILE
+    if collapsed.is_file():  # Tune's retry of a deterministic failure: fail again at once
+        e = TrainingCollapsed(json.loads(collapsed.read_text())["error"] + " (not retried: it collapsed before)")
+        upsert_rows(root, [record_to_row(status="failed", error=f"{type(e).__name__}: {e}", **row)])
+        raise e
     upsert_rows(root, [record_to_row(status="running", **row)])
     torch.set_num_threads(max(1, math.floor(sweep.get("cpus_per_trial", 1))))
     try:
         record = _run(cfg, root, folder, trial_id, sweep.get("trial_timeout_s"))
     except Exception as e:
         upsert_rows(root, [record_to_row(status="failed", error=f"{type(e).__name__}: {e}", **row)])
+        if isinstance(e, TrainingCollapsed):
+            atomic_write_json(collapsed, {"error": str(e)})
         raise
     upsert_rows(root, [record_to_row(status="finished", record=record, **row)])
     tune.report(final_metrics(record))
