@@ -16,7 +16,8 @@ For each trial, as soon as it is done:
 - ``reevaluate.csv`` gets one row: before and after side by side.
 
 An interrupted run keeps every trial it finished; running it again with ``--outdated`` picks up
-the rest.
+the rest. A folder whose sweep is still running is refused. Ray Tune's own state (what the searcher
+was told) keeps the old numbers: a resumed search is guided by them, the results by the new ones.
 """
 from __future__ import annotations
 
@@ -97,9 +98,20 @@ def reevaluate_trial(folder, row, device="cpu", data_dir=None) -> dict:
             "attack_before": prev_eval.get("attack", ""), "attack": result.attack, "seconds": result.seconds}
 
 
+def check_not_running(folder) -> None:
+    """A UserError when a sweep driver is still running in ``folder`` (its trials write there too)."""
+    from rcsweep.sweep.folder import driver_alive, read_driver
+
+    driver = read_driver(folder)
+    if driver_alive(driver) is not False:
+        raise UserError(f"{folder} is being run by process {driver['pid']} on {driver['host']}; re-evaluate it "
+                        "once the sweep has stopped")
+
+
 def run_reevaluate(folder, rows: pd.DataFrame, device="cpu", data_dir=None, on_done=None) -> tuple[pd.DataFrame, Path]:
     """Re-evaluate every trial in ``rows`` (results.csv rows; all checked before any is touched) and
     upsert their rows into ``folder/reevaluate.csv`` after each one. Returns (this run's rows, path)."""
+    check_not_running(folder)
     rows = rows.drop_duplicates("trial_id")
     check_trials(folder, rows, "re-evaluate", "re-evaluated")
     for _, r in rows.iterrows():

@@ -123,8 +123,14 @@ def test_an_interrupted_run_keeps_the_trials_it_finished(sweep, monkeypatch):
     (["--trials", "broken"], "trial 'broken' did not finish"),
     (["--trials", "dense", "pq", "--remove", "pq"], "trial 'pq' cannot be re-evaluated: "),
     (["--trials", "dense", "pq", "--corrupt", "pq"], "trial 'pq' cannot be re-evaluated"),
+    (["--all", "--running"], "is being run by process"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(sweep, args, message, capsys):
+    if "--running" in args:  # this test process stands in for a live sweep driver
+        from rcsweep.sweep.folder import write_driver
+
+        write_driver(sweep)
+        args = args[:-1]
     if "--remove" in args or "--corrupt" in args:
         i = len(args) - 2
         folder = sweep / "trials" / args[i + 1]
