@@ -57,7 +57,7 @@ def _record(folder, trial_id: str) -> dict:
 def current_attack(model, p: dict) -> str:
     """The attack text the installed evaluation gives the trial's model (compare with its record's)."""
     return describe_attack(p["eval_steps"], p["eval_restarts"], dataset_info(p["dataset"]).num_classes,
-                           quantizes_activations(model))
+                           quantizes_activations(model), targets=p.get("eval_targets") or 0)
 
 
 def outdated(folder, rows: pd.DataFrame) -> pd.DataFrame:

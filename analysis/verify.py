@@ -129,7 +129,8 @@ def verify_trial(folder, row, n_test_sweep: float, attack: str = "apgd", steps=N
     t = time.perf_counter()
     torch.manual_seed(p["seed"])
     ours = evaluate(model, x, y, norm=p["norm"], eps_eval=p["eps_eval"], steps=p["eval_steps"],
-                    restarts=p["eval_restarts"], device=device, num_classes=num_classes, checks=False)
+                    restarts=p["eval_restarts"], device=device, num_classes=num_classes, checks=False,
+                    targets=p.get("eval_targets") or 0)
     t_ours, t = time.perf_counter() - t, time.perf_counter()
     chain, text = independent_attacks(model, attack, p["norm"], p["eps_eval"], num_classes, steps, seed=p["seed"])
     alive = robust_correct(model, x, y, chain, device)

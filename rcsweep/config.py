@@ -68,6 +68,7 @@ class TrialConfig:
     attack_steps: int = 10  # PGD steps used in adversarial training / fine-tuning
     eval_steps: int = 20
     eval_restarts: int = 2
+    eval_targets: int = 0  # k >= 1: APGD-T on k target classes instead of APGD-DLR
     # stage 1: pretraining
     pretrain: str = "standard"
     pretrain_epochs: int = 10
@@ -110,6 +111,8 @@ class TrialConfig:
                 _positive(name, getattr(self, name))
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed}")
+        if self.eval_targets < 0:
+            raise ConfigError("eval_targets", f"must be >= 0, got {self.eval_targets}")
         if self.pretrain_epochs < 0:
             raise ConfigError("pretrain_epochs", f"must be >= 0, got {self.pretrain_epochs}")
         if not 0 <= self.momentum < 1:

@@ -4,7 +4,9 @@ gradient-masking checks (after fra31/auto-attack's ``checks.py``) recorded with 
 The evaluation attack is stronger than the training attack (fixed-step PGD): APGD (Croce & Hein,
 2020; momentum and an adaptive step size) on cross-entropy with ``eval_steps`` steps and
 ``eval_restarts`` random restarts, then APGD on the DLR margin loss for the examples that survive
-(cross-entropy alone often overstates robustness by a few points). Examples already
+(cross-entropy alone often overstates robustness by a few points); with ``eval_targets`` k >= 1,
+APGD-T (targeted DLR on the k most likely other classes, AutoAttack's second attack) instead of
+APGD-DLR: stronger, at about k times its cost. Examples already
 misclassified are never attacked again, and an example fooled at a smaller epsilon counts as
 fooled at every larger one (the balls are nested), so the curve costs little more than one point.
 A model that quantizes its activations is also attacked by transfer: APGD-CE crafted on its float
@@ -46,13 +48,20 @@ class EvalResult:
         return d
 
 
-def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes: int, attack=None):
+def _targets(targets: int, num_classes: int) -> int:
+    """APGD-T's target classes: at most every other class; none below 4 classes (targeted DLR needs 4 logits)."""
+    return min(targets, num_classes - 1) if num_classes >= 4 else 0
+
+
+def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes: int, attack=None, targets: int = 0):
     t = threat_model(norm, eps)
     if attack is not None:  # one user-chosen attack class, run alone
         kw = {"steps": steps, "restarts": restarts, "early_stop": True} if issubclass(attack, (PGD, APGD)) else {}
         return [attack(t, **kw)]
-    second = "dlr" if num_classes >= 3 else "cw"
-    return [APGD(t, steps=steps, restarts=restarts, loss="ce"), APGD(t, steps=steps, restarts=1, loss=second)]
+    first = APGD(t, steps=steps, restarts=restarts, loss="ce")
+    if _targets(targets, num_classes):
+        return [first, APGD(t, steps=steps, restarts=1, targets=_targets(targets, num_classes))]
+    return [first, APGD(t, steps=steps, restarts=1, loss="dlr" if num_classes >= 3 else "cw")]
 
 
 def quantizes_activations(model: nn.Module) -> bool:
@@ -116,21 +125,25 @@ def robust_accuracy(model, x, y, *, norm: str, eps: float, steps: int = 20, rest
     return robust_correct(model, x, y, attacks if margin else attacks[:1], device).float().mean().item()
 
 
-def describe_attack(steps: int, restarts: int, num_classes: int, transfer: bool, attack=None) -> str:
+def describe_attack(steps: int, restarts: int, num_classes: int, transfer: bool, attack=None, targets: int = 0) -> str:
     """The ``attack`` text of an :class:`EvalResult` (also how ``rcsweep reevaluate`` tells a result
     the current evaluation would not give)."""
-    text = (f"APGD-CE {steps} steps x {restarts} restarts + APGD-{'DLR' if num_classes >= 3 else 'CW'} "
-            f"{steps} steps, random start" if attack is None else attack.__name__)
+    k = _targets(targets, num_classes)
+    second = f"APGD-T {steps} steps x {k} targets" if k else f"APGD-{'DLR' if num_classes >= 3 else 'CW'} {steps} steps"
+    text = f"APGD-CE {steps} steps x {restarts} restarts + {second}, random start" if attack is None else attack.__name__
     if transfer:
         text += f" + APGD-CE {steps} steps transferred from the float twin"
     return text
 
 
 def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=(), steps: int = 20,
-             restarts: int = 2, device="cpu", num_classes: int = 10, checks: bool = True, attack=None) -> EvalResult:
+             restarts: int = 2, device="cpu", num_classes: int = 10, checks: bool = True, attack=None,
+             targets: int = 0) -> EvalResult:
     """Evaluate ``model`` (on the ``test`` split, by convention) and run the masking checks.
 
-    ``attack``: an attack class to run alone instead of the default APGD-CE + APGD-DLR sequence."""
+    ``attack``: an attack class to run alone instead of the default APGD-CE + APGD-DLR sequence.
+    ``targets``: k >= 1 replaces APGD-DLR by APGD-T on k target classes (AutoAttack's second
+    attack; about k times the cost of APGD-DLR on the examples still standing)."""
     t0 = time.perf_counter()
     model.eval().to(device)
     clean = _predict(model, x, device) == y
@@ -139,12 +152,12 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
     alive, curve = clean, {}
     for eps in eps_all:  # nested balls: only survivors of the smaller eps are attacked
         if eps > 0:
-            attacks = _eval_attacks(norm, eps, steps, restarts, num_classes, attack)
+            attacks = _eval_attacks(norm, eps, steps, restarts, num_classes, attack, targets)
             if twin is not None:  # quantized activations: also examples crafted on the float twin
                 attacks.append(TransferAttack(twin, APGD(threat_model(norm, eps), steps=steps, loss="ce")))
             alive = robust_correct(model, x, y, attacks, device, alive=alive)
         curve[eps] = alive.float().mean().item()
-    text = describe_attack(steps, restarts, num_classes, twin is not None, attack)
+    text = describe_attack(steps, restarts, num_classes, twin is not None, attack, targets)
     res = EvalResult(clean_acc=clean.float().mean().item(), robust_acc=curve[eps_eval], eps_eval=eps_eval,
                      norm=norm, robust_acc_curve={e: curve[e] for e in sorted(set(eps_curve))}, n_test=len(x),
                      attack=text)

@@ -90,7 +90,7 @@ def evaluate_model(model: nn.Module, cfg: TrialConfig, data: TrialData, device) 
     x, y = data.test
     return evaluate(model, x, y, norm=cfg.norm, eps_eval=cfg.eps_eval, eps_curve=cfg.eps_curve,
                     steps=cfg.eval_steps, restarts=cfg.eval_restarts, device=device,
-                    num_classes=data.info.num_classes)
+                    num_classes=data.info.num_classes, targets=cfg.eval_targets)
 
 
 def stage_flops(cfg: TrialConfig, macs_dense: int, macs_compressed: int, n_train: int) -> dict:

@@ -1,5 +1,6 @@
 """Attack contract: every attack stays in its threat model and [0, 1], restores the model's mode and
-never changes weights; PGD is stronger than FGSM; early stopping keeps the worst case."""
+never changes weights; PGD is stronger than FGSM; early stopping keeps the worst case; APGD-T
+(targeted DLR) is in the contract too and attacks the classes it should."""
 import pytest
 import torch
 from torch import nn
@@ -13,15 +14,16 @@ def _model():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Dropout(0.2))
 
 
-CASES = [(name, norm, eps) for name in ATTACKS.names() for norm, eps in (("linf", 0.1), ("l2", 0.5))]
+CASES = [(name, norm, eps, {}) for name in ATTACKS.names() for norm, eps in (("linf", 0.1), ("l2", 0.5))]
+CASES += [("apgd", norm, eps, {"targets": 3}) for norm, eps in (("linf", 0.1), ("l2", 0.5))]  # APGD-T
 
 
-@pytest.mark.parametrize("name, norm, eps", CASES)
-def test_attack_contract(name, norm, eps):
+@pytest.mark.parametrize("name, norm, eps, kwargs", CASES)
+def test_attack_contract(name, norm, eps, kwargs):
     model = _model().train()
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
     before = [p.detach().clone() for p in model.parameters()]
-    x_adv = make_attack(name, norm, eps)(model, x, y)
+    x_adv = make_attack(name, norm, eps, **kwargs)(model, x, y)
     assert model.training  # mode restored
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(p.grad is None for p in model.parameters())
@@ -76,3 +78,34 @@ def test_margin_losses():
     assert torch.allclose(cw, torch.tensor([-2.0, 2.0]))
     dlr = margin_loss(logits, y, "dlr")
     assert torch.allclose(dlr, torch.tensor([-2.0 / 3.0, 2.0 / 2.0]))
+    # targeted DLR: (target logit - true logit) / (largest - mean of the 3rd and 4th largest)
+    logits = torch.tensor([[4.0, 3.0, 2.0, 0.0], [1.0, 5.0, 2.0, 3.0]])
+    y, target = torch.tensor([0, 0]), torch.tensor([2, 1])
+    dlrt = margin_loss(logits, y, "dlr-t", target)
+    assert torch.allclose(dlrt, torch.tensor([(2.0 - 4.0) / (4.0 - 1.0), (5.0 - 1.0) / (5.0 - 1.5)]))
+    with pytest.raises(ValueError, match="needs target"):
+        margin_loss(logits, y, "dlr-t")
+
+
+def test_apgd_t_attacks_the_most_likely_other_classes_in_turn(monkeypatch):
+    from rcsweep.attacks import APGD
+
+    model = _model().eval()
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        order = model(x).sort(dim=1, descending=True).indices
+    y = order[:, 0]  # correctly classified: the targets are the next classes, skipping the label
+    seen = []
+    attack = APGD(LinfThreat(1e-4), steps=2, targets=3)  # too small to fool anything: every target runs
+    real = attack._run
+
+    def spy(model, x_, y_, target=None):
+        seen.append(target.clone())
+        return real(model, x_, y_, target)
+
+    monkeypatch.setattr(attack, "_run", spy)
+    attack(model, x, y)
+    assert attack.loss == "dlr-t" and len(seen) == 3
+    expected = [order[:, 1], order[:, 2], order[:, 3]]
+    for got, want in zip(seen, expected):
+        assert torch.equal(got, want)

@@ -42,6 +42,10 @@ def test_trial_writes_outputs_and_applies_overrides(sweep_file, tmp_path, capsys
     assert rc == 0
     e = json.loads((tmp_path / "e.json").read_text())
     assert e["n_test"] == 30 and e["eps_eval"] == 0.05
+    assert "APGD-DLR" in e["attack"]
+    assert main(["eval", str(out), "--test-size", "30", "--steps", "3", "--targets", "3", "--out",
+                 str(tmp_path / "t.json")]) == 0
+    assert "APGD-T 3 steps x 3 targets" in json.loads((tmp_path / "t.json").read_text())["attack"]
 
 
 def test_space_parameters_that_do_not_apply_are_dropped(sweep_file, tmp_path):
@@ -103,6 +107,8 @@ def test_eval_unknown_attack_and_bad_eps(digits_trials):
     assert rc == 2 and "outside [0, 1]" in err
     rc, err = _cli("eval", folder, "--dataset", "cifar10")
     assert rc == 2 and "shape" in err
+    rc, err = _cli("eval", folder, "--targets", "-1")
+    assert rc == 2 and "--targets must be >= 0, got -1" in err
 
 
 def test_missing_and_malformed_sweep_files(tmp_path):

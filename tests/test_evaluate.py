@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from rcsweep import load_dataset, load_model
+from rcsweep.attacks import APGD
 from rcsweep.evaluate import evaluate
 
 
@@ -86,3 +87,24 @@ def test_quantized_model_is_also_attacked_from_its_float_twin():
     assert "transferred from the float twin" in res.attack
     assert res.robust_acc < white  # measured: 0.475 white-box, 0.433 with the transfer (360 images)
     print(f"w4a4 digits at eps 0.1: white-box {white:.3f}, with the transfer {res.robust_acc:.3f}")
+
+
+def test_eval_targets_runs_apgd_t_instead_of_apgd_dlr(digits_trials):
+    """``targets=k``: APGD-T on k classes replaces APGD-DLR (per example it is the worst case of
+    APGD-CE and every target, so never weaker than APGD-CE alone); below 4 classes there is no
+    targeted DLR and the default stays."""
+    from rcsweep.evaluate import describe_attack
+
+    model = load_model(digits_trials["adversarial"])
+    x, y = load_dataset("digits", "test", test_size=150)
+    kw = dict(norm="linf", eps_eval=0.15, steps=10, restarts=1, checks=False)
+    torch.manual_seed(0)
+    ce_only = evaluate(model, x, y, attack=APGD, **kw)  # APGD-CE alone
+    torch.manual_seed(0)
+    t9 = evaluate(model, x, y, targets=9, **kw)
+    assert t9.attack == "APGD-CE 10 steps x 1 restarts + APGD-T 10 steps x 9 targets, random start"
+    assert t9.robust_acc <= ce_only.robust_acc and t9.clean_acc == ce_only.clean_acc
+    assert 0.2 < t9.robust_acc < t9.clean_acc  # a robust model, still attackable at this eps
+    assert describe_attack(10, 1, 10, False, targets=20).endswith("x 9 targets, random start")  # at most C - 1
+    assert describe_attack(10, 1, 3, False, targets=2) == "APGD-CE 10 steps x 1 restarts + APGD-DLR 10 steps, random start"
+    assert describe_attack(10, 1, 2, True, targets=1).startswith("APGD-CE 10 steps x 1 restarts + APGD-CW")

@@ -20,34 +20,48 @@ class APGD(Attack):
     run on rcsweep's threat-model objects and drop examples as soon as they are misclassified.
 
     Arguments: ``threat`` (norm and epsilon in pixel units), ``steps=20``, ``restarts=1``,
-    ``loss='ce'`` (or ``'dlr'``, ``'cw'``), ``rho=0.75``, ``early_stop=True``.
+    ``loss='ce'`` (or ``'dlr'``, ``'cw'``), ``rho=0.75``, ``early_stop=True``, ``targets=0``.
+    With ``targets=k`` (k >= 1) it is APGD-T: the targeted DLR loss, run once per target class
+    (the 2nd to (k+1)th highest logits of the clean example), each on the examples still standing.
     Example: ``APGD(LinfThreat(8/255), steps=50, loss='dlr')(model, x, y)``.
     """
 
     name = "apgd"
 
     def __init__(self, threat: ThreatModel, steps: int = 20, restarts: int = 1, loss: str = "ce",
-                 rho: float = 0.75, early_stop: bool = True):
+                 rho: float = 0.75, early_stop: bool = True, targets: int = 0):
         super().__init__(threat)
-        if steps < 1 or restarts < 1:
-            raise ValueError("steps and restarts must be >= 1")
-        self.steps, self.restarts, self.loss, self.rho, self.early_stop = steps, restarts, loss, rho, early_stop
+        if steps < 1 or restarts < 1 or targets < 0:
+            raise ValueError("steps and restarts must be >= 1, targets >= 0")
+        self.steps, self.restarts, self.rho, self.early_stop = steps, restarts, rho, early_stop
+        self.targets, self.loss = targets, "dlr-t" if targets else loss
 
     def forward(self, model, x, y):
         if self.threat.eps == 0:
             return x.clone()
         best = x.clone()
         active = torch.arange(len(x), device=x.device)
-        for _ in range(self.restarts):
-            if len(active) == 0:
-                break
-            x_a, fooled = self._run(model, x[active], y[active])
-            best[active] = x_a
-            if self.early_stop:
-                active = active[~fooled]
+        if not self.targets:
+            ranks = [None]
+        else:
+            with torch.no_grad():
+                order = model(x).sort(dim=1, descending=True).indices
+            ranks = range(1, min(self.targets, order.shape[1] - 1) + 1)
+        for rank in ranks:
+            for _ in range(self.restarts):
+                if len(active) == 0:
+                    return best
+                target = None
+                if rank is not None:  # the rank-th most likely class other than the label
+                    others = order[active][order[active] != y[active, None]].view(len(active), -1)
+                    target = others[:, rank - 1]
+                x_a, fooled = self._run(model, x[active], y[active], target)
+                best[active] = x_a
+                if self.early_stop:
+                    active = active[~fooled]
         return best
 
-    def _run(self, model, x, y):
+    def _run(self, model, x, y, target=None):
         t, n = self.threat, len(x)
         dev = x.device
         shape = (-1,) + (1,) * (x.dim() - 1)
@@ -57,8 +71,8 @@ class APGD(Attack):
         # state of the examples still attacked (idx into the batch)
         idx = torch.arange(n, device=dev)
         x_k = t.random_init(x)
-        logits, grad = input_grad(model, x_k, y, self.loss)
-        loss = margin_loss(logits, y, self.loss).detach()
+        logits, grad = input_grad(model, x_k, y, self.loss, target)
+        loss = margin_loss(logits, y, self.loss, target).detach()
         eta = torch.full((n,), 2.0 * t.eps, device=dev)
         x_best, loss_best, grad_best = x_k.clone(), loss.clone(), grad.clone()
         x_prev = x_k.clone()
@@ -84,8 +98,9 @@ class APGD(Attack):
             x_new = t.project(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev), xo)
             x_prev = x_k
             x_k = x_new
-            logits, grad = input_grad(model, x_k, y[idx], self.loss)
-            loss = margin_loss(logits, y[idx], self.loss).detach()
+            tg = None if target is None else target[idx]
+            logits, grad = input_grad(model, x_k, y[idx], self.loss, tg)
+            loss = margin_loss(logits, y[idx], self.loss, tg).detach()
             rose = loss > loss_best
             improved += rose.float()
             x_best[rose], loss_best[rose], grad_best[rose] = x_k[rose], loss[rose], grad[rose]

@@ -34,12 +34,19 @@ class Attack:
         return f"{type(self).__name__}({self.threat})"
 
 
-def margin_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+def margin_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, target: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example loss to *maximise*: ``ce`` (cross-entropy), ``cw`` (max other logit minus the
-    true logit) or ``dlr`` (CW margin divided by the spread of the sorted logits; Croce & Hein 2020)."""
+    true logit), ``dlr`` (CW margin divided by the spread of the sorted logits; Croce & Hein 2020)
+    or ``dlr-t`` (targeted DLR: the ``target`` logit minus the true one, divided by the largest
+    logit minus the mean of the 3rd and 4th; AutoAttack's APGD-T)."""
     if kind == "ce":
         return F.cross_entropy(logits, y, reduction="none")
     true = logits.gather(1, y[:, None]).squeeze(1)
+    if kind == "dlr-t":
+        if target is None:
+            raise ValueError("the dlr-t loss needs target classes")
+        s = logits.sort(dim=1).values
+        return (logits.gather(1, target[:, None]).squeeze(1) - true) / (s[:, -1] - 0.5 * (s[:, -3] + s[:, -4]) + 1e-12)
     other = logits.clone()
     other.scatter_(1, y[:, None], float("-inf"))
     margin = other.max(1).values - true
@@ -48,12 +55,12 @@ def margin_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tenso
     if kind == "dlr":
         s = logits.sort(dim=1).values
         return margin / (s[:, -1] - s[:, -3] + 1e-12)
-    raise ValueError(f"unknown loss {kind!r}; use ce, cw or dlr")
+    raise ValueError(f"unknown loss {kind!r}; use ce, cw, dlr or dlr-t")
 
 
-def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str):
+def input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None = None):
     """(logits, d sum(loss) / d x) without touching parameter gradients."""
     x = x.detach().requires_grad_(True)
     logits = model(x)
-    (grad,) = torch.autograd.grad(margin_loss(logits, y, loss).sum(), x)
+    (grad,) = torch.autograd.grad(margin_loss(logits, y, loss, target).sum(), x)
     return logits.detach(), grad

@@ -28,6 +28,8 @@ def register(sub) -> None:
     e.add_argument("--norm", choices=("linf", "l2"), help="threat model norm (default: the model's)")
     e.add_argument("--steps", type=int, help="PGD steps (default: the model's eval_steps)")
     e.add_argument("--restarts", type=int, help="PGD restarts (default: the model's eval_restarts)")
+    e.add_argument("--targets", type=int, help="APGD-T target classes instead of APGD-DLR, 0 for APGD-DLR "
+                                                "(default: the model's eval_targets)")
     e.add_argument("--attack", default="full",
                    help="'full' (APGD-CE with restarts, then APGD-DLR on survivors; the default) or one registered "
                         "attack run alone (pgd, apgd, fgsm, or 'package.module:Class')")
@@ -109,6 +111,8 @@ def cmd_eval(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.targets is not None and args.targets < 0:
+        raise UserError(f"--targets must be >= 0, got {args.targets}")
     attack_cls = None
     if args.attack != "full":
         from ..attacks import ATTACKS
@@ -123,7 +127,7 @@ def cmd_eval(args) -> int:
     model = load_model(args.model, device)
     res = evaluate(model, x, y, norm=norm, eps_eval=eps[0], eps_curve=eps, steps=args.steps or cfg.eval_steps,
                    restarts=args.restarts or cfg.eval_restarts, device=device, num_classes=info.num_classes,
-                   attack=attack_cls)
+                   attack=attack_cls, targets=cfg.eval_targets if args.targets is None else args.targets)
     print(f"clean_acc {res.clean_acc:.4f}  robust_acc {res.robust_acc:.4f} (eps {eps[0]:.4g}, {norm}; {res.attack}; "
           f"{res.n_test} test images)")
     for e, a in res.robust_acc_curve.items():
