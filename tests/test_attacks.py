@@ -106,6 +106,8 @@ def test_apgd_t_attacks_the_most_likely_other_classes_in_turn(monkeypatch):
     monkeypatch.setattr(attack, "_run", spy)
     attack(model, x, y)
     assert attack.loss == "dlr-t" and len(seen) == 3
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        APGD(LinfThreat(0.1), targets=1)(nn.Linear(64, 3), x.flatten(1), torch.zeros(6, dtype=torch.long))
     expected = [order[:, 1], order[:, 2], order[:, 3]]
     for got, want in zip(seen, expected):
         assert torch.equal(got, want)

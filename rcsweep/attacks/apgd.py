@@ -46,6 +46,8 @@ class APGD(Attack):
         else:
             with torch.no_grad():
                 order = model(x).sort(dim=1, descending=True).indices
+            if order.shape[1] < 4:
+                raise ValueError(f"APGD-T needs at least 4 classes (its targeted DLR loss), got {order.shape[1]}")
             ranks = range(1, min(self.targets, order.shape[1] - 1) + 1)
         for rank in ranks:
             for _ in range(self.restarts):
