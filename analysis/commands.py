@@ -199,10 +199,10 @@ def cmd_reevaluate(args) -> int:
     from .common import load_sweep
     from .reevaluate import outdated, run_reevaluate
 
-    df = load_sweep(args.dir)
     if args.trials:
         rows = chosen_rows(args)
     else:
+        df = load_sweep(args.dir)
         rows = df[df["status"] == "finished"]
         if args.outdated:
             rows = outdated(args.dir, rows)

@@ -54,10 +54,10 @@ def _record(folder, trial_id: str) -> dict:
         raise UserError(f"trial {trial_id!r} cannot be re-evaluated: {path} is unreadable ({e})") from None
 
 
-def current_attack(model, p: dict) -> str:
+def current_attack(model, cfg: TrialConfig) -> str:
     """The attack text the installed evaluation gives the trial's model (compare with its record's)."""
-    return describe_attack(p["eval_steps"], p["eval_restarts"], dataset_info(p["dataset"]).num_classes,
-                           quantizes_activations(model), targets=p.get("eval_targets") or 0)
+    return describe_attack(cfg.eval_steps, cfg.eval_restarts, dataset_info(cfg.dataset).num_classes,
+                           quantizes_activations(model), targets=cfg.eval_targets)
 
 
 def outdated(folder, rows: pd.DataFrame) -> pd.DataFrame:
@@ -65,7 +65,8 @@ def outdated(folder, rows: pd.DataFrame) -> pd.DataFrame:
     keep = []
     for i, r in rows[rows["status"] == "finished"].iterrows():
         model, p = load_trial(folder, r["trial_id"])
-        if _record(folder, r["trial_id"]).get("evaluation", {}).get("attack") != current_attack(model, p):
+        recorded = _record(folder, r["trial_id"]).get("evaluation", {}).get("attack")
+        if recorded != current_attack(model, TrialConfig.from_flat(p)):
             keep.append(i)
     return rows.loc[keep]
 
@@ -81,21 +82,21 @@ def reevaluate_trial(folder, row, device="cpu", data_dir=None) -> dict:
     result = evaluate_model(model.to(device), cfg, TrialData(dataset_info(cfg.dataset), None, None, test), device)
 
     before = {k: record.get("metrics", {}).get(k) for k in EVAL_METRICS}
+    prev_eval = record.get("evaluation")
     record.setdefault("reevaluations", []).append(
         {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "previous_metrics": before,
-         "previous_evaluation": record.get("evaluation"), "versions": library_versions()})
+         "previous_evaluation": prev_eval, "versions": library_versions()})
     after = result.to_dict()
     record.setdefault("metrics", {}).update({k: after[k] for k in EVAL_METRICS})
     record["evaluation"] = {"attack": result.attack, "n_test": result.n_test, "checks": result.checks}
     atomic_write_json(trial_dir(folder, tid) / "record.json", record)
     upsert_rows(folder, [record_to_row(tid, "finished", record, is_reference=bool(row.get("is_reference")))])
 
-    prev_eval = record["reevaluations"][-1]["previous_evaluation"] or {}
     return {"trial_id": tid, "clean_acc_before": before["clean_acc"], "clean_acc": result.clean_acc,
             "robust_acc_before": before["robust_acc"], "robust_acc": result.robust_acc,
             "change": result.robust_acc - before["robust_acc"] if before["robust_acc"] is not None else None,
             "suspect_before": before["suspect"], "suspect": result.suspect, "n_test": result.n_test,
-            "attack_before": prev_eval.get("attack", ""), "attack": result.attack, "seconds": result.seconds}
+            "attack_before": (prev_eval or {}).get("attack", ""), "attack": result.attack, "seconds": result.seconds}
 
 
 def check_not_running(folder) -> None:
@@ -117,14 +118,13 @@ def run_reevaluate(folder, rows: pd.DataFrame, device="cpu", data_dir=None, on_d
     for _, r in rows.iterrows():
         _record(folder, r["trial_id"])
     path = Path(folder) / REEVALUATE_FILE
+    earlier = pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else pd.DataFrame({"trial_id": []})
+    earlier = earlier[~earlier["trial_id"].isin(rows["trial_id"])]  # rows of other trials, from earlier runs
     done = []
     for _, r in rows.iterrows():
         t = time.perf_counter()
         done.append(reevaluate_trial(folder, r, device, data_dir))
-        old = pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else pd.DataFrame()
-        table = pd.concat([old[~old["trial_id"].isin([d["trial_id"] for d in done])] if len(old) else old,
-                           pd.DataFrame(done)], ignore_index=True)
-        to_csv(table, path)
+        to_csv(pd.concat([earlier, pd.DataFrame(done)], ignore_index=True), path)
         if on_done is not None:
             on_done(done[-1], time.perf_counter() - t)
     return pd.DataFrame(done), path

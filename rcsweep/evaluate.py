@@ -58,9 +58,9 @@ def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes:
     if attack is not None:  # one user-chosen attack class, run alone
         kw = {"steps": steps, "restarts": restarts, "early_stop": True} if issubclass(attack, (PGD, APGD)) else {}
         return [attack(t, **kw)]
-    first = APGD(t, steps=steps, restarts=restarts, loss="ce")
-    if _targets(targets, num_classes):
-        return [first, APGD(t, steps=steps, restarts=1, targets=_targets(targets, num_classes))]
+    first, k = APGD(t, steps=steps, restarts=restarts, loss="ce"), _targets(targets, num_classes)
+    if k:
+        return [first, APGD(t, steps=steps, restarts=1, targets=k)]
     return [first, APGD(t, steps=steps, restarts=1, loss="dlr" if num_classes >= 3 else "cw")]
 
 

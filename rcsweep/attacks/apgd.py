@@ -55,7 +55,8 @@ class APGD(Attack):
                     return best
                 target = None
                 if rank is not None:  # the rank-th most likely class other than the label
-                    others = order[active][order[active] != y[active, None]].view(len(active), -1)
+                    ranked = order[active]
+                    others = ranked[ranked != y[active, None]].view(len(active), -1)
                     target = others[:, rank - 1]
                 x_a, fooled = self._run(model, x[active], y[active], target)
                 best[active] = x_a
