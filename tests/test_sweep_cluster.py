@@ -124,8 +124,11 @@ def test_worker_node_lost_mid_sweep_its_trial_resumes_from_its_checkpoint_on_the
     assert {p.name for p in (folder / "trials").iterdir()} == set(df["trial_id"])  # nothing set aside or extra
 
     log = [json.loads(line) for line in (folder / "trials" / killed["trial_id"] / "stages.jsonl").read_text().splitlines()]
-    before, after = log[:killed["logged_before"]], log[killed["logged_before"]:]
-    assert {e["node"] for e in before} == {out["worker"]}
+    # the worker may log another epoch between the watcher's look and the SIGKILL landing: split where
+    # the head node takes over, and check that the worker had logged at least what the watcher saw
+    split = next((i for i, e in enumerate(log) if e["node"] != out["worker"]), len(log))
+    before, after = log[:split], log[split:]
+    assert len(before) >= killed["logged_before"]
     assert after and {e["node"] for e in after} == {out["head"]}  # the rest ran on the head, none on the dead node
     done = max(e["epochs_done"] for e in before if e["stage"] == "finetuning")
     resume = after[0]
