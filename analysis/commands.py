@@ -5,8 +5,9 @@
 - ``rcsweep features DIR [--trials ID ...] [--examples N] [--eps EPS] [--steps N] [--out STEM]``
 - ``rcsweep export DIR --pareto --out FOLDER`` (or ``--trials ID ...``)
 - ``rcsweep compare DIR DIR ... --out FILE``
-- ``rcsweep verify DIR [--pareto | --trials ID ...] [--attack apgd|autoattack] [--steps N] [--examples N] [--out FILE]``
+- ``rcsweep verify DIR [--pareto | --all | --trials ID ...] [--attack apgd|autoattack] [--steps N] [--examples N] [--out FILE]``
 - ``rcsweep reevaluate DIR (--outdated | --all | --trials ID ...) [--device D]``
+- ``rcsweep flags DIR``
 
 Handlers import pandas, matplotlib and torch lazily so that ``rcsweep --help`` stays instant.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_OBJECTIVES = "robust_acc:max,model_bits:min"  # = analysis.pareto.DEFAULT_OBJECTIVES
+from rcsweep import metrics_table
+
+DEFAULT_OBJECTIVES = ",".join(f"{m}:{d}" for m, d in metrics_table.DEFAULT_OBJECTIVES)
 
 
 def _objectives_arg(p):
@@ -86,6 +89,7 @@ def register(sub) -> None:
     p.add_argument("dir", metavar="DIR")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--pareto", action="store_true", help="verify the front's models (the default)")
+    what.add_argument("--all", action="store_true", help="verify every finished trial whose model is at hand")
     what.add_argument("--trials", nargs="+", metavar="ID", help="verify these trials' models")
     _objectives_arg(p)
     p.add_argument("--attack", choices=("apgd", "autoattack"), default="apgd",
@@ -97,6 +101,14 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FILE", help="CSV to write (default DIR/verify.csv)")
     p.add_argument("--data-dir", help="dataset folder")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("flags", help="apply the installed flag rules (degenerate, suspect, collapsed) to a sweep again",
+                       description="Derives every trial's flags again from its record.json (or, where the trial's "
+                                   "folder is gone, from results.csv and verify.csv) and rewrites its results.csv "
+                                   "row. Evaluates nothing.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--data-dir", help="dataset folder (for the majority-class rate of results without records)")
+    p.set_defaults(func=cmd_flags)
 
     p = sub.add_parser("reevaluate", help="evaluate saved trials again with the installed evaluation code",
                        description="Runs each chosen trial's evaluation again on its saved model (no training): "
@@ -193,6 +205,14 @@ def cmd_features(args) -> int:
     return 0
 
 
+def cmd_flags(args) -> int:
+    from .flags import refresh_flags
+
+    counts = refresh_flags(args.dir, args.data_dir)
+    print(f"{args.dir}/results.csv: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "no flags"))
+    return 0
+
+
 def cmd_reevaluate(args) -> int:
     from rcsweep.errors import UserError
 
@@ -269,13 +289,23 @@ def cmd_verify(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() != ".csv":
         raise UserError(f"--out {out} must be a .csv file")
-    table, path = run_verify(args.dir, chosen_rows(args), out, args.attack, args.steps, args.examples,
-                             args.device, args.data_dir)
+    if args.all:
+        from .verify import models_at_hand
+
+        rows, missing = models_at_hand(args.dir)
+        if missing:
+            print(f"{len(missing)} finished trials have no saved model and are not verified: {', '.join(missing[:10])}"
+                  + (" ..." if len(missing) > 10 else ""))
+        if not len(rows):
+            raise UserError(f"{args.dir}: no finished trial has a saved model to verify")
+    else:
+        rows = chosen_rows(args)
+    table, path = run_verify(args.dir, rows, out, args.attack, args.steps, args.examples, args.device, args.data_dir)
     cols = ["trial_id", "n_examples", "clean_acc", "robust_acc_sweep", "robust_acc_rcsweep",
             "robust_acc_white_box", "robust_acc_independent", "gap", "suspect"]
     print("attacks: " + "; ".join(table["attack"].unique()))
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     sus = table[table["suspect"]]
     print(f"{len(sus)} of {len(table)} suspect" + (": " + ", ".join(sus["trial_id"]) if len(sus) else ""))
-    print(f"wrote {path}")
+    print(f"wrote {path}; verdicts carried into {args.dir}/results.csv (verified_robust_acc, suspect)")
     return 0

@@ -14,6 +14,7 @@ import pandas as pd
 
 from rcsweep.errors import UserError
 from rcsweep.results import load_results
+from rcsweep.trial_status import exclusion
 
 TRIALS_DIR = "trials"
 # test-split sizes of the built-in datasets, so a CI needs no data on the analysing machine
@@ -25,24 +26,38 @@ def load_sweep(folder) -> pd.DataFrame:
     return load_results(Path(folder))
 
 
-def split_usable(df: pd.DataFrame, needed=()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(usable, excluded): usable rows are finished, not suspect and have every ``needed`` column;
-    ``excluded`` holds the others with a ``reason`` column (failed, running, suspect, missing)."""
+def split_usable(df: pd.DataFrame, needed=(), use: str = "front") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(usable, excluded) by the table of statuses and flags (:mod:`rcsweep.trial_status`): usable
+    rows are finished, carry no flag that keeps them off the front (``use="front"``) or out of cell
+    means (``use="cell"``: suspect, degenerate, collapsed, infeasible, invalid) and have every
+    ``needed`` column; ``excluded`` holds the others with a ``reason`` column (``<status or flag>:
+    why``)."""
     reasons = []
     for _, r in df.iterrows():
-        if r["status"] == "failed":
-            reasons.append("failed: " + (str(r.get("error") or "") or "no error recorded"))
-        elif r["status"] != "finished":
-            reasons.append(f"{r['status']}: not finished")
-        elif bool(r.get("suspect", False)):
-            reasons.append("suspect: " + (str(r.get("suspect_reason") or "") or "no reason recorded"))
-        else:
+        why = exclusion(r, use)
+        if not why:
             missing = [c for c in needed if _missing(r.get(c))]
-            reasons.append(f"missing {', '.join(missing)}" if missing else "")
+            why = f"missing {', '.join(missing)}" if missing else ""
+        reasons.append(why)
     reasons = pd.Series(reasons, index=df.index, dtype=object)
     excluded = df[reasons != ""].copy()
     excluded.insert(1, "reason", reasons[reasons != ""])
     return df[reasons == ""].copy(), excluded
+
+
+def exclusion_counts(excluded: pd.DataFrame) -> dict:
+    """Excluded rows per status or flag, e.g. ``{'degenerate': 3, 'suspect': 2}``: a row counts once
+    for its status when that excludes it, else once for each flag it carries that excludes it (a
+    trial can be both suspect and degenerate)."""
+    from rcsweep.trial_status import FLAGS, row_flags
+
+    counts: dict = {}
+    for _, r in excluded.iterrows():
+        first = str(r["reason"]).split(":")[0].strip()
+        keys = [f for f in row_flags(r) if f in FLAGS and not FLAGS[f].on_front] if first in FLAGS else [first]
+        for k in keys or [first]:
+            counts[k] = counts.get(k, 0) + 1
+    return counts
 
 
 def _missing(v) -> bool:

@@ -12,7 +12,7 @@ import pandas as pd
 from rcsweep.errors import UserError
 
 from .common import load_sweep, split_usable
-from .pareto import hypervolume_curve, pareto_analysis, parse_objectives, reference_values
+from .pareto import DEFAULT_OBJECTIVES, hypervolume_curve, pareto_analysis, parse_objectives, reference_values
 
 
 def sweep_names(folders) -> list[str]:
@@ -35,7 +35,7 @@ class Comparison:
                              for n, r in self.results.items()])
 
 
-def compare(folders, objectives="robust_acc:max,model_bits:min") -> Comparison:
+def compare(folders, objectives=DEFAULT_OBJECTIVES) -> Comparison:
     if len(folders) < 2:
         raise UserError(f"compare needs at least two sweep folders, got {len(folders)}")
     objectives = parse_objectives(objectives) if isinstance(objectives, str) else list(objectives)
@@ -56,7 +56,7 @@ def compare(folders, objectives="robust_acc:max,model_bits:min") -> Comparison:
     return Comparison(objectives, results, curves, refs)
 
 
-def run_compare(folders, out, objectives="robust_acc:max,model_bits:min") -> list[Path]:
+def run_compare(folders, out, objectives=DEFAULT_OBJECTIVES) -> list[Path]:
     """Write ``<stem>.png/.svg`` (fronts + hypervolume curves), ``<stem>.csv`` (the curves) and
     ``<stem>.json`` (hypervolume per sweep). Returns the paths."""
     from rcsweep.fileio import atomic_write_json, atomic_write_text

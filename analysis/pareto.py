@@ -30,14 +30,16 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from rcsweep import metrics_table
 from rcsweep.errors import UserError
 
 from .common import check_column, is_reference, split_usable
 
 DIRECTIONS = ("max", "min")
-DEFAULT_OBJECTIVES = "robust_acc:max,model_bits:min"
-UNIT_COLUMNS = ("clean_acc", "robust_acc", "int8_clean_acc", "int8_transfer_robust_acc", "sparsity_measured")
-LOG_COLUMNS = ("model_bits", "params", "params_nonzero", "macs", "bops")
+DEFAULT_OBJECTIVES = ",".join(f"{m}:{d}" for m, d in metrics_table.DEFAULT_OBJECTIVES)
+# the normalisation of each metric comes from the metric table (rcsweep.metrics_table, ``scale``)
+UNIT_COLUMNS = tuple(m.name for m in metrics_table.METRICS if m.unit == "fraction" and m.kind == "float")
+LOG_COLUMNS = tuple(m.name for m in metrics_table.METRICS if m.scale in ("log_ref", "log_dense"))
 
 
 @dataclass(frozen=True)

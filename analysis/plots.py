@@ -53,10 +53,12 @@ def plot_pareto(result, stem, title: str | None = None) -> list[Path]:
     ax.scatter(shown(xo.column, u[xo.column]), shown(yo.column, u[yo.column]), s=14, color="#999999", alpha=0.6,
                label=f"finished trials ({len(u)})", zorder=2)
     ex = result.excluded
-    sus = ex[ex["reason"].str.startswith("suspect")].dropna(subset=[xo.column, yo.column])
+    sus = ex[(ex["status"] == "finished") & ~ex["reason"].str.startswith("missing")]
+    sus = sus.dropna(subset=[xo.column, yo.column])
     if len(sus):
+        kinds = "/".join(sorted(sus["reason"].str.split(":").str[0].unique()))
         ax.scatter(shown(xo.column, sus[xo.column]), shown(yo.column, sus[yo.column]), s=30, marker="x",
-                   color="#555555", label=f"suspect, excluded ({len(sus)})", zorder=2)
+                   color="#555555", label=f"{kinds}, excluded ({len(sus)})", zorder=2)
     if result.by:  # the overall front as rings behind the group fronts' filled markers
         draw_front(ax, result.front, objs, "black", f"overall front (HV {result.hypervolume:.3f})", hollow=True,
                    linestyle="--", size=110)

@@ -34,8 +34,9 @@ from rcsweep.data import dataset_info, load_dataset
 from rcsweep.errors import UserError
 from rcsweep.evaluate import describe_attack, quantizes_activations
 from rcsweep.fileio import atomic_write_json
-from rcsweep.pipeline import TrialData, evaluate_model, seed_everything
+from rcsweep.pipeline import TrialData, evaluate_model, evaluation_section, seed_everything
 from rcsweep.results import record_to_row, upsert_rows
+from rcsweep.trial_status import FLAG_METRICS, derive_flags
 
 from .common import trial_dir
 from .export import to_csv
@@ -43,7 +44,7 @@ from .features import load_trial
 from .verify import check_trials
 
 REEVALUATE_FILE = "reevaluate.csv"
-EVAL_METRICS = ("clean_acc", "robust_acc", "robust_acc_curve", "suspect", "suspect_reason")
+EVAL_METRICS = ("clean_acc", "robust_acc", "robust_acc_curve", "majority_pred_frac") + FLAG_METRICS
 
 
 def _record(folder, trial_id: str) -> dict:
@@ -86,16 +87,16 @@ def reevaluate_trial(folder, row, device="cpu", data_dir=None) -> dict:
     record.setdefault("reevaluations", []).append(
         {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "previous_metrics": before,
          "previous_evaluation": prev_eval, "versions": library_versions()})
-    after = result.to_dict()
-    record.setdefault("metrics", {}).update({k: after[k] for k in EVAL_METRICS})
-    record["evaluation"] = {"attack": result.attack, "n_test": result.n_test, "checks": result.checks}
+    acc, record["evaluation"] = evaluation_section(result, dataset_info(cfg.dataset).num_classes)
+    record.setdefault("metrics", {}).update(acc)
+    derive_flags(record, dataset_info(cfg.dataset).num_classes)  # a verification stays in force
     atomic_write_json(trial_dir(folder, tid) / "record.json", record)
     upsert_rows(folder, [record_to_row(tid, "finished", record, is_reference=bool(row.get("is_reference")))])
 
     return {"trial_id": tid, "clean_acc_before": before["clean_acc"], "clean_acc": result.clean_acc,
             "robust_acc_before": before["robust_acc"], "robust_acc": result.robust_acc,
             "change": result.robust_acc - before["robust_acc"] if before["robust_acc"] is not None else None,
-            "suspect_before": before["suspect"], "suspect": result.suspect, "n_test": result.n_test,
+            "suspect_before": before["suspect"], "suspect": record["metrics"]["suspect"], "n_test": result.n_test,
             "attack_before": (prev_eval or {}).get("attack", ""), "attack": result.attack, "seconds": result.seconds}
 
 

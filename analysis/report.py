@@ -14,10 +14,11 @@ from rcsweep.errors import UserError
 from rcsweep.fileio import atomic_write_text
 
 from . import plots
-from .common import compression_level, is_reference, load_sweep, n_test, pretrain_seconds, route, split_usable
+from .common import (compression_level, exclusion_counts, is_reference, load_sweep, n_test, pretrain_seconds, route,
+                     split_usable)
 from .export import to_csv
 from .pareto import DEFAULT_OBJECTIVES, pareto_analysis
-from .tables import (accuracy_long, compute_table, recovery_table, robustness_curves, study_table, suspect_rows,
+from .tables import (accuracy_long, compute_table, flagged_rows, recovery_table, robustness_curves, study_table,
                      wilson_interval)
 
 
@@ -104,23 +105,68 @@ def _reevaluate_md(r: pd.DataFrame) -> list[str]:
             md_table(r[[c for c in cols if c in r]], index=False)]
 
 
+def weak_eval_trials(folder, df: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials whose evaluation budget was below the documented floor (APGD ``eval_steps``
+    >= 20, ``eval_restarts`` >= 2: :func:`rcsweep.evaluate.eval_budget_warning`), with the reason:
+    ``evaluation.weak_eval`` of the trial's ``record.json``, else a ``weak_eval`` flag in its
+    ``flags`` column, else (records written before the floor existed) its ``eval_steps`` and
+    ``eval_restarts`` checked against the floor. Columns: trial_id, eval_steps, eval_restarts, reason."""
+    import json
+
+    from rcsweep.evaluate import eval_budget_warning
+    from rcsweep.trial_status import row_flags
+
+    from .common import trial_dir
+
+    out = []
+    for _, r in df[df["status"] == "finished"].iterrows():
+        try:
+            ev = json.loads((trial_dir(folder, r["trial_id"]) / "record.json").read_text()).get("evaluation") or {}
+        except (OSError, ValueError, UnicodeDecodeError):
+            ev = {}
+        reason = str(ev.get("weak_eval") or "")
+        if not reason and "weak_eval" in row_flags(r):
+            why = r.get("weak_eval_reason")
+            reason = why if isinstance(why, str) and why else "weak_eval flag"
+        if not reason and "weak_eval" not in ev and pd.notna(r.get("eval_steps")) and pd.notna(r.get("eval_restarts")):
+            reason = eval_budget_warning(int(r["eval_steps"]), int(r["eval_restarts"]))
+        if reason:
+            out.append({"trial_id": r["trial_id"], "eval_steps": r.get("eval_steps"),
+                        "eval_restarts": r.get("eval_restarts"), "reason": reason})
+    return pd.DataFrame(out, columns=["trial_id", "eval_steps", "eval_restarts", "reason"])
+
+
+def _weak_eval_md(weak: pd.DataFrame, n_finished: int) -> list[str]:
+    """The section counting trials evaluated below the evaluation floor (:func:`weak_eval_trials`)."""
+    md = ["## Evaluation budget\n",
+          f"{len(weak)} of {n_finished} finished trials were evaluated below the evaluation floor (APGD 20 steps "
+          "x 2 restarts; flag `weak_eval`): their robust accuracy may be overstated. They are not left out of the "
+          "front or the tables above.\n"]
+    return md + [md_table(weak, index=False)] if len(weak) else md
+
+
 def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | None = "finetune",
                  feature_trials=None, n_examples: int = 128, data_dir=None) -> Path:
     """Write ``out_dir/report.md`` (default ``folder/report``) and its figures; returns its path."""
     folder = Path(folder)
     out = Path(out_dir) if out_dir else folder / "report"
     df = load_sweep(folder)
-    usable, _ = split_usable(df, ["clean_acc", "robust_acc"])
+    usable, excluded = split_usable(df, ["clean_acc", "robust_acc"])
     if usable.empty:
         raise UserError(f"no usable finished trials in {folder} (statuses: "
                         f"{', '.join(f'{n} {s}' for s, n in df['status'].value_counts().items()) or 'none'})")
     out.mkdir(parents=True, exist_ok=True)
     ntest = n_test(folder, df)
     status = df["status"].value_counts()
-    sus = suspect_rows(df)
+    flagged = flagged_rows(excluded)
+    counts = exclusion_counts(excluded[excluded["status"] == "finished"])
+    left_out = ", ".join(f"{n} {k}" for k, n in counts.items())
+    if left_out:
+        left_out = f"{len(flagged)} trials ({left_out}{'; a trial can carry several flags' if sum(counts.values()) > len(flagged) else ''})"
     eps = plots.eps_text(usable)
     md = [f"# Sweep report: {folder.resolve().name}\n",
-          f"{len(df)} trials: {status.get('finished', 0)} finished ({len(usable)} used here, {len(sus)} suspect), "
+          f"{len(df)} trials: {status.get('finished', 0)} finished ({len(usable)} used here"
+          f"{'; left out: ' + left_out if left_out else ''}), "
           f"{status.get('failed', 0)} failed, {status.get('running', 0)} running. "
           f"Datasets: {', '.join(map(str, usable['dataset'].unique()))}; models: "
           f"{', '.join(map(str, usable['model'].unique()))}; test images per evaluation: "
@@ -138,7 +184,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     to_csv(long, out / "study_accuracy.csv")
     md += ["## The study's tables\n",
            "Cells: mean accuracy in % ± standard deviation over seeds (with several), [95% Wilson interval "
-           "for the test-set size at that mean], (number of seeds). Suspect trials are left out.\n"]
+           "for the test-set size at that mean], (number of seeds). Flagged trials (suspect, degenerate, invalid; "
+           "see *Flagged trials*) are left out.\n"]
     for metric, name in (("robust_acc", f"Robust accuracy{eps}"), ("clean_acc", "Clean accuracy")):
         md += [f"### {name} (%), by fine-tuning\n", md_table(study_table(long, metric))]
 
@@ -169,8 +216,12 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
                "adversarial fine-tuning against full adversarial training (the adversarial pretraining), in "
                "training FLOPs and wall time (pretraining time summed from its epochs).\n", _recovery_md(rec)]
 
-    md += ["## Suspect trials\n", "Finished trials whose evaluation failed a gradient-masking check; their "
-           "robust accuracy is not trusted and they are left out above.\n", md_table(sus, index=False)]
+    md += ["## Flagged trials\n", "Finished trials left out of the front and the tables above, with the flag and "
+           "its reason: `suspect` (a gradient-masking check failed, or `rcsweep verify` found the robust accuracy "
+           "more than 1 point too high), `degenerate` (clean accuracy within the 95% binomial interval of chance or "
+           "of the majority-class rate, or a single predicted class), `invalid` (a non-finite or out-of-range "
+           "metric in results.csv). Counts: " + (left_out or "none") + ".\n", md_table(flagged, index=False)]
+    md += _weak_eval_md(weak_eval_trials(folder, df), int(status.get("finished", 0)))
     failed = df[df["status"] == "failed"][["trial_id", "error"]]
     md += ["## Failed trials\n", md_table(failed, index=False)]
     if (folder / "verify.csv").is_file():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rcsweep import metrics_table
+
 from .pareto import LOG_COLUMNS
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
@@ -30,14 +32,8 @@ GROUP_COLORS = {
 MARKERS = {"none": "o", "prune": "^", "prune_structured": "v", "quant": "s", "prune_quant": "D",
            "prune_structured_quant": "P"}
 LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3))]
-LABELS = {"robust_acc": "robust accuracy{eps} (%)", "clean_acc": "clean accuracy (%)",
-          "int8_clean_acc": "int8 clean accuracy (%)", "int8_transfer_robust_acc": "int8 transfer robust accuracy (%)",
-          "sparsity_measured": "measured sparsity (%)", "model_bits": "model size (bits)",
-          "params": "parameters (count)", "params_nonzero": "non-zero parameters (count)",
-          "macs": "multiply-accumulates per example (MACs)", "bops": "bit operations per example (BOPs)",
-          "latency_ms_b1": "latency at batch 1 (ms)", "latency_ms_b128": "latency at batch 128 (ms)",
-          "flops_pretrain": "pretraining compute (FLOPs)", "flops_finetune": "fine-tuning compute (FLOPs)"}
-PERCENT = ("robust_acc", "clean_acc", "int8_clean_acc", "int8_transfer_robust_acc", "sparsity_measured")
+LABELS = {m.name: m.label for m in metrics_table.METRICS}  # axis labels: the metric table's
+PERCENT = tuple(m.name for m in metrics_table.METRICS if m.unit == "fraction" and m.kind == "float")
 
 
 ROUTE_MARKERS = "os^vDP"
@@ -128,4 +124,4 @@ def setup_axes(ax, xcol, ycol, eps):
 
 
 def default_objectives(objectives) -> bool:
-    return [(o.column, o.direction) for o in objectives] == [("robust_acc", "max"), ("model_bits", "min")]
+    return [(o.column, o.direction) for o in objectives] == list(metrics_table.DEFAULT_OBJECTIVES)

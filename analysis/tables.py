@@ -199,8 +199,19 @@ def recovery_table(df: pd.DataFrame, n_test: pd.Series, pretrain_s: pd.Series | 
     return pd.DataFrame(rows)
 
 
+def flagged_rows(excluded: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials kept out by a flag (suspect, degenerate, invalid, ...; the table of statuses
+    and flags, :mod:`rcsweep.trial_status`), with the reason. ``excluded``: from
+    :func:`analysis.common.split_usable`."""
+    cols = ["trial_id", "route", "compression_level", "clean_acc", "robust_acc", "reason"]
+    s = excluded[(excluded["status"] == "finished") & ~excluded["reason"].str.startswith("missing")]
+    if s.empty:
+        return pd.DataFrame(columns=cols)
+    return label_rows(s)[cols]
+
+
 def suspect_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Finished trials whose evaluation failed a gradient-masking check, with the reasons."""
+    """Finished trials whose evaluation failed a gradient-masking check or verification, with the reasons."""
     s = df[(df["status"] == "finished") & df["suspect"].astype(bool)]
     if s.empty:
         return pd.DataFrame(columns=["trial_id", "route", "compression_level", "robust_acc", "suspect_reason"])

@@ -24,21 +24,31 @@ sweep's number (``robust_acc_sweep``, on ``n_test`` images) is kept beside it. A
 ``suspect`` when rcsweep's number on the same images is more than ``TOLERANCE`` above the
 independent one, or the sweep's number is: directly when the images are the same, else above the
 95% Wilson upper bound of the independent accuracy (the subset's sampling error) plus ``TOLERANCE``.
+
+The verdict does not stay in ``verify.csv``: :func:`apply_verification` writes it into each trial's
+``record.json`` (``verification``) and ``results.csv`` row (``verified_robust_acc``, the ``suspect``
+flag with its reason, through :func:`rcsweep.trial_status.derive_flags`), so a suspect model leaves
+the front, the cell means and the report's tables. ``verify.csv`` keeps one row per trial ever
+verified (a later run replaces the rows of the trials it verifies).
 """
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from rcsweep.checkpoint import read_meta
+from rcsweep.checkpoint import library_versions, read_meta
 from rcsweep.data import dataset_info, load_dataset
 from rcsweep.errors import CheckpointError, UserError
 from rcsweep.evaluate import evaluate, float_twin, robust_correct
+from rcsweep.fileio import atomic_write_json
+from rcsweep.results import add_flag, read_rows, upsert_rows
+from rcsweep.trial_status import derive_flags, parse_flags
 
-from .common import n_test, trial_dir
+from .common import load_sweep, n_test, trial_dir
 from .export import to_csv
 from .features import load_trial
 from .tables import wilson_interval
@@ -103,6 +113,20 @@ def check_trials(folder, rows: pd.DataFrame, verb: str = "verify", participle: s
             raise UserError(f"trial {r['trial_id']!r} cannot be {participle}: {e}") from None
 
 
+def models_at_hand(folder) -> tuple[pd.DataFrame, list[str]]:
+    """(finished rows whose model can be read, ids of finished rows whose model is missing)."""
+    df = load_sweep(folder)
+    fin = df[df["status"] == "finished"]
+    ok, missing = [], []
+    for i, r in fin.iterrows():
+        try:
+            read_meta(trial_dir(folder, r["trial_id"]))
+            ok.append(i)
+        except CheckpointError:
+            missing.append(str(r["trial_id"]))
+    return fin.loc[ok], missing
+
+
 def judge(r: dict) -> tuple[bool, str]:
     """(suspect, reason) of a verify row (see the module docstring)."""
     ind, n = r["robust_acc_independent"], r["n_examples"]
@@ -163,7 +187,69 @@ def run_verify(folder, rows: pd.DataFrame, out=None, attack: str = "apgd", steps
     rows = rows.drop_duplicates("trial_id")
     check_trials(folder, rows)
     sizes = n_test(folder, rows)
-    table = pd.DataFrame([verify_trial(folder, r, sizes[i], attack, steps, n_examples, device, data_dir)
-                          for i, r in rows.iterrows()])
-    path = to_csv(table, Path(out) if out else Path(folder) / VERIFY_FILE)
-    return table, path
+    path = Path(out) if out else Path(folder) / VERIFY_FILE
+    earlier = pd.read_csv(path, dtype={"trial_id": str}) if path.is_file() else pd.DataFrame({"trial_id": []})
+    known = set(load_sweep(folder)["trial_id"])
+    earlier = earlier[~earlier["trial_id"].isin(rows["trial_id"]) & earlier["trial_id"].isin(known)]
+    done = []
+    for i, r in rows.iterrows():  # written after each trial: an interrupted run keeps what it verified
+        done.append(verify_trial(folder, r, sizes[i], attack, steps, n_examples, device, data_dir))
+        to_csv(pd.concat([earlier, pd.DataFrame(done)], ignore_index=True), path)
+        apply_verification(folder, pd.DataFrame(done[-1:]))
+    return pd.DataFrame(done), path
+
+
+VERIFICATION_KEYS = ("n_examples", "robust_acc_rcsweep", "robust_acc_independent", "robust_acc_white_box", "gap",
+                     "attack", "suspect", "suspect_reason")
+
+
+def apply_verification(folder, table: pd.DataFrame) -> int:
+    """Carry verify rows (``table``, verify.csv's columns) into the sweep: each trial's
+    ``record.json`` gets ``verification`` and its flags derived again; its results.csv row is
+    rewritten from the record. A trial whose folder is gone (committed results without models)
+    has its results.csv row updated directly: ``verified_robust_acc``, and the ``suspect`` flag
+    with the verdict's reason. Returns the number of rows updated."""
+    import json
+    import math
+
+    from rcsweep.results import record_to_row
+
+    rows = {r["trial_id"]: r for r in read_rows(folder)}
+    updated = []
+    for _, v in table.iterrows():
+        tid = str(v["trial_id"])
+        if tid not in rows:
+            continue
+        suspect = str(v.get("suspect")).strip().lower() == "true"
+        reason = v.get("suspect_reason")
+        reason = reason if isinstance(reason, str) else ""
+        ver = {k: (v.get(k) if not (isinstance(v.get(k), float) and math.isnan(v.get(k))) else None)
+               for k in VERIFICATION_KEYS if k in v}
+        ver.update(suspect=suspect, suspect_reason=reason, at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   versions=library_versions())
+        rec_path = trial_dir(folder, tid) / "record.json"
+        row = rows[tid]
+        if rec_path.is_file():
+            record = json.loads(rec_path.read_text())
+            record["verification"] = ver
+            derive_flags(record, dataset_info(record["params"]["dataset"]).num_classes)
+            atomic_write_json(rec_path, record)
+            new = record_to_row(tid, row["status"], record, error=row.get("error") or "",
+                                is_reference=str(row.get("is_reference")).lower() == "true")
+            new["flags"] = _merge_flags(row.get("flags"), new.get("flags"))
+        else:
+            new = dict(row)
+            new["verified_robust_acc"] = ver.get("robust_acc_independent")
+            if suspect:
+                add_flag(new, "suspect", "verify: " + reason)
+        updated.append(new)
+    if updated:
+        upsert_rows(folder, updated)
+    return len(updated)
+
+
+def _merge_flags(old, new) -> str:
+    """The record's flags plus flags only results.csv knows (collapsed, infeasible)."""
+    from rcsweep.trial_status import join_flags
+
+    return join_flags(parse_flags(new) + [f for f in parse_flags(old) if f in ("collapsed", "infeasible")])

@@ -111,7 +111,7 @@ def bench_accuracy(model, base, data, out):
           f"({100 * (acc4 - float_acc):+.2f} points, target >= -3), w4a4 {acc44:.4f}")
     print(f"[accuracy] w8a8 simulated {int_metrics['sim_clean_acc']:.4f}, integer {int_metrics['int8_clean_acc']:.4f} "
           f"(agreement {int_metrics['int8_agreement']:.4f}); transfer at eps {int_metrics['transfer_eps']}: "
-          f"simulated {int_metrics['transfer_sim_robust_acc']:.3f}, integer {int_metrics['transfer_int8_acc']:.3f}")
+          f"simulated {int_metrics['transfer_sim_robust_acc']:.3f}, integer {int_metrics['int8_transfer_robust_acc']:.3f}")
 
 
 def bench_finetune(model, base, data, out, n_ft, n_test):
@@ -148,7 +148,7 @@ def bench_finetune(model, base, data, out, n_ft, n_test):
                   f"robust {adv['robust_acc']:.3f}; "
                   f"integer model clean {adv['int8_clean_acc']:.3f} (simulated {adv['sim_clean_acc']:.3f}); transfer "
                   f"of PGD examples crafted on the simulated model: simulated {adv['transfer_sim_robust_acc']:.3f}, "
-                  f"integer {adv['transfer_int8_acc']:.3f}")
+                  f"integer {adv['int8_transfer_robust_acc']:.3f}")
 
 
 def main():

@@ -3,7 +3,11 @@
 
 :func:`load_model` rebuilds the architecture from ``model.json`` (including the compressed
 structure: removed channels, pruning masks, quantizers), verifies the checksum *before* loading,
-and never unpickles arbitrary objects. It returns a plain ``nn.Module``: [0, 1] images -> logits.
+and never unpickles arbitrary objects. It returns a plain, frozen ``nn.Module`` ([0, 1] images ->
+logits) that is the model that was evaluated: pruning masks baked into its weights, quantized weights
+on their grid, activation ranges that no call moves (:func:`rcsweep.compress.freeze_`). The file
+format is unchanged: ``model.pt`` holds the pipeline's state_dict (``weight_orig`` / ``weight_mask``
+for unstructured pruning), so files written by earlier versions load the same way.
 """
 from __future__ import annotations
 
@@ -80,9 +84,16 @@ def load_state_dict(pt: Path, sha256: str | None) -> dict:
 
 
 def load_model(path, device="cpu") -> nn.Module:
-    """Load a saved rcsweep model (folder, model.pt or model.json) as a plain ``nn.Module`` in
-    eval mode that takes [0, 1] images and returns logits; compression is kept."""
-    from .compress import restore_structure_
+    """Load a saved rcsweep model (folder, model.pt or model.json) on ``device``.
+
+    Returns a plain, frozen ``nn.Module`` in eval mode: images (N, C, H, W) in [0, 1] -> logits
+    (N, classes). Compression is kept and made plain: removed channels stay removed, pruned weights
+    are zeros in ``.weight`` (no ``weight_orig`` / ``weight_mask``), quantized layers hold on-grid
+    weights and fixed activation ranges (train mode moves none); its outputs are those of the model
+    the trial evaluated. Parameters keep ``requires_grad`` (a loaded dense model can be trained on).
+
+    Raises CheckpointError for a missing, corrupted, altered, pickled or mismatching file."""
+    from .compress import freeze_, restore_structure_
     from .models import build_model
 
     pt, meta = read_meta(path)
@@ -97,4 +108,4 @@ def load_model(path, device="cpu") -> nn.Module:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{pt} does not match its model.json architecture: {str(e).splitlines()[0][:200]}") from None
-    return model.to(device).eval()
+    return freeze_(model).to(device)

@@ -10,7 +10,10 @@ APGD-DLR: stronger, at about k times its cost. Examples already
 misclassified are never attacked again, and an example fooled at a smaller epsilon counts as
 fooled at every larger one (the balls are nested), so the curve costs little more than one point.
 A model that quantizes its activations is also attacked by transfer: APGD-CE crafted on its float
-twin (:class:`TransferAttack`), since rounding activations masks gradients.
+twin (:class:`TransferAttack`), since rounding activations masks gradients, and by the black-box
+Square Attack on the masking checks' examples (:data:`SQUARE_QUERIES`, the ``black_box`` check).
+An evaluation budget below :data:`EVAL_STEPS_FLOOR` steps or :data:`EVAL_RESTARTS_FLOOR` restarts
+is reported in ``EvalResult.weak_eval`` (:func:`eval_budget_warning`).
 """
 from __future__ import annotations
 
@@ -20,12 +23,51 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .attacks import APGD, FGSM, PGD, threat_model
+from .attacks import APGD, FGSM, PGD, Square, threat_model
 from .train import batches
 
 LARGE_EPS = {"linf": 0.5}  # L2: 0.5 * sqrt(dim), set per input
 CHECK_EXAMPLES = 200
 CHECK_TOLERANCE = 0.03  # accuracies on the same CHECK_EXAMPLES examples; 3 points absorbs restart noise
+
+SQUARE_QUERIES = 500
+"""Queries (model forwards per example) of the black-box Square Attack that models quantizing their
+activations face at ``eps_eval``, on the survivors among the first :data:`SQUARE_EXAMPLES` test
+images (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020; torchattacks' ``Square``: one
+restart, ``p_init`` 0.8, margin loss, its square-size schedule rescaled to this budget).
+
+AutoAttack runs 5000 queries on every image; 500 on the check subset keeps Square within about the
+cost of the white-box evaluation it checks. Measured on digits (adversarially pretrained digits_cnn
+at w4a2, eps 0.1, 360 test images, one CPU thread, three seeds): APGD-CE 20 x 2 + APGD-DLR 20 + the
+float-twin transfer took 0.8-1.0 s, the rest of the evaluation (masking checks) about 0.2 s, and
+Square with 500 queries on the ~165 survivors among the first 200 images 1.05-1.25 s (1000
+queries: 2.4 s; 5000 on all 360 images: 11 s). On such a small model the time is mostly the
+attack's per-query overhead; counted in model forwards it is at most 500 per surviving check image
+(about 165 x 500 = 83k here), against about 3 forwards per forward-backward pass times up to
+20 x 2 + 20 + 20 = 80 passes per surviving test image for the white-box attacks (about 70k here,
+more on larger test sets). On that model Square (after the white-box attacks at the default
+budget) fooled 1-7 more of the 200 check images with 500 queries, 3-7 with 1000 and 7-10 with 2000.
+"""
+
+SQUARE_EXAMPLES = CHECK_EXAMPLES
+"""Images Square attacks: the first :data:`CHECK_EXAMPLES` test images (the masking checks'
+subset), only those still correctly classified after the white-box attacks."""
+
+EVAL_STEPS_FLOOR = 20
+EVAL_RESTARTS_FLOOR = 2
+"""The documented evaluation-budget floor: APGD ``eval_steps`` >= 20 and ``eval_restarts`` >= 2
+(rcsweep's defaults). Below it a trial gets the ``weak_eval`` flag (:func:`eval_budget_warning`).
+
+Why: APGD (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of
+diverse parameter-free attacks", ICML 2020) adapts its step size at checkpoints placed at fixed
+fractions of the step budget (0.22, 0.41, 0.57, ... of ``steps``); with 20 steps they fall at
+steps 4, 8, 11, 14, 16, 17, 19, 20, while with 5 steps (1, 2, 3, 4, 5) the step size may halve after every step and
+the attack barely leaves its random start. AutoAttack itself runs APGD with 100 steps (and 5
+restarts in its ``plus`` version); restarts from random starting points are what Carlini et al.
+(2019, "On Evaluating Adversarial Robustness") ask of every evaluation. 20 steps x 2 restarts is
+the least that stays close to those attacks at CPU cost: on an adversarially pretrained digits
+model at w4a2 and eps 0.1, 5 steps x 1 restart reported 0.867 robust accuracy where 20 x 2
+found 0.831 and APGD-50 x 2 with Square 0.797."""
 
 
 @dataclass
@@ -41,6 +83,9 @@ class EvalResult:
     n_test: int = 0
     attack: str = ""
     seconds: float = 0.0
+    majority_pred_frac: float = 0.0  # share of test images given the most predicted class (1.0: constant)
+    majority_rate: float = 0.0  # share of test images of the most frequent true class
+    weak_eval: str = ""  # eval_budget_warning(steps, restarts): '' at or above the floor
 
     def to_dict(self):
         d = asdict(self)
@@ -96,6 +141,11 @@ class TransferAttack:
         return self.attack(self.source, x, y)
 
 
+def _top_share(labels: torch.Tensor) -> float:
+    """Share of the most frequent value among ``labels`` (0.0 for none)."""
+    return torch.bincount(labels.long()).max().item() / len(labels) if len(labels) else 0.0
+
+
 @torch.no_grad()
 def _predict(model, x, device, batch_size=512):
     return torch.cat([model(xb.to(device)).argmax(1).cpu() for xb, _ in batches(x, x, batch_size, False)])
@@ -125,15 +175,69 @@ def robust_accuracy(model, x, y, *, norm: str, eps: float, steps: int = 20, rest
     return robust_correct(model, x, y, attacks if margin else attacks[:1], device).float().mean().item()
 
 
-def describe_attack(steps: int, restarts: int, num_classes: int, transfer: bool, attack=None, targets: int = 0) -> str:
+def describe_attack(steps: int, restarts: int, num_classes: int, transfer: bool, attack=None, targets: int = 0,
+                    black_box: bool | None = None) -> str:
     """The ``attack`` text of an :class:`EvalResult` (also how ``rcsweep reevaluate`` tells a result
-    the current evaluation would not give)."""
+    the current evaluation would not give).
+
+    ``transfer``: the float-twin transfer ran; ``black_box``: the Square check ran (default: as
+    ``transfer``; both follow :func:`quantizes_activations` in a trial's evaluation, which always
+    runs the checks)."""
     k = _targets(targets, num_classes)
     second = f"APGD-T {steps} steps x {k} targets" if k else f"APGD-{'DLR' if num_classes >= 3 else 'CW'} {steps} steps"
     text = f"APGD-CE {steps} steps x {restarts} restarts + {second}, random start" if attack is None else attack.__name__
     if transfer:
         text += f" + APGD-CE {steps} steps transferred from the float twin"
+    if transfer if black_box is None else black_box:
+        text += f" + Square {SQUARE_QUERIES} queries on the survivors of the first {SQUARE_EXAMPLES} images"
     return text
+
+
+def eval_budget_warning(steps: int, restarts: int) -> str:
+    """'' when APGD's ``steps`` and ``restarts`` are at or above the floor (:data:`EVAL_STEPS_FLOOR`,
+    :data:`EVAL_RESTARTS_FLOOR`: 20 and 2, rcsweep's defaults), else one line saying which setting is
+    below it. Both are counts (integers >= 1). Example: ``eval_budget_warning(5, 1)`` ->
+    ``'eval_steps 5 < 20, eval_restarts 1 < 2: below the evaluation floor, robust accuracy may be
+    overstated'``."""
+    low = [f"{name} {v} < {floor}" for name, v, floor in (("eval_steps", steps, EVAL_STEPS_FLOOR),
+                                                          ("eval_restarts", restarts, EVAL_RESTARTS_FLOOR))
+           if v < floor]
+    return f"{', '.join(low)}: below the evaluation floor, robust accuracy may be overstated" if low else ""
+
+
+def black_box_check(model: nn.Module, x, y, alive: torch.Tensor, *, norm: str, eps: float, device="cpu",
+                    queries: int = SQUARE_QUERIES, n: int = SQUARE_EXAMPLES, seed: int | None = None,
+                    batch_size: int = 256) -> tuple[torch.Tensor, dict]:
+    """Square Attack (black-box; :class:`rcsweep.attacks.Square`, torchattacks' implementation) on
+    the first ``n`` examples still in ``alive`` (bool, one per example of ``x``: the survivors of the
+    white-box attacks at ``eps``), at ``eps`` (pixel units) and ``norm``, ``queries`` per example.
+
+    Returns ``(alive, check)``: a copy of ``alive`` with the examples Square fooled set to False
+    (the worst case per example, as AutoAttack counts it), and the ``black_box`` masking check:
+    ``value`` = [white-box robust accuracy, robust accuracy after Square] on the first ``n``
+    examples; it fails when Square lowers it by more than :data:`CHECK_TOLERANCE`, i.e. the
+    gradient-based attacks missed examples a gradient-free one finds (gradient masking). ``seed``
+    (default: drawn from torch's global generator, so a seeded trial is reproducible) is recorded.
+    Inputs that are not (N, C, H, W) images skip the attack (the check passes, ``skipped``)."""
+    n = min(n, len(x))
+    alive = alive.clone()
+    before = alive[:n].clone()
+    if x.dim() != 4:
+        return alive, {"passed": True, "skipped": True, "value": None,
+                       "detail": f"skipped: Square needs (N, C, H, W) images, not shape {tuple(x.shape[1:])}"}
+    if seed is None:
+        seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())
+    attack = Square(threat_model(norm, eps), queries=queries, seed=seed)
+    attacked = int(before.sum())
+    t0 = time.perf_counter()
+    alive[:n] = robust_correct(model, x[:n], y[:n], [attack], device, batch_size, alive=before)
+    white, worst = before.float().mean().item() if n else 0.0, alive[:n].float().mean().item() if n else 0.0
+    fooled = int((before & ~alive[:n]).sum())
+    return alive, {"passed": white - worst <= CHECK_TOLERANCE, "value": [white, worst], "queries": queries,
+                   "examples": n, "attacked": attacked, "fooled": fooled, "seed": seed,
+                   "seconds": time.perf_counter() - t0,
+                   "detail": f"Square ({queries} queries) fooled {fooled} of the {attacked} examples the white-box "
+                             f"attacks left standing among the first {n}: robust accuracy {white:.3f} -> {worst:.3f}"}
 
 
 def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=(), steps: int = 20,
@@ -141,29 +245,46 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
              targets: int = 0) -> EvalResult:
     """Evaluate ``model`` (on the ``test`` split, by convention) and run the masking checks.
 
+    ``x``: images (N, C, H, W) in [0, 1]; ``y``: (N,) labels; ``eps_eval`` and ``eps_curve`` in
+    pixel units of ``norm`` (``linf`` or ``l2``); ``steps``, ``restarts``: APGD's budget (below
+    20 x 2, :func:`eval_budget_warning` fills ``weak_eval``).
     ``attack``: an attack class to run alone instead of the default APGD-CE + APGD-DLR sequence.
     ``targets``: k >= 1 replaces APGD-DLR by APGD-T on k target classes (AutoAttack's second
-    attack; about k times the cost of APGD-DLR on the examples still standing)."""
+    attack; about k times the cost of APGD-DLR on the examples still standing).
+
+    A model that quantizes its activations (:func:`quantizes_activations`) is, with ``checks``,
+    also attacked at ``eps_eval`` by the black-box Square Attack on the survivors among the first
+    :data:`SQUARE_EXAMPLES` images (:func:`black_box_check`, the ``black_box`` check): the examples
+    it fools count as fooled in ``robust_acc`` (and at every larger epsilon of the curve), the
+    worst case per example as AutoAttack counts it, since Square already ran; the rest of the test
+    set keeps its white-box result, so ``robust_acc`` is never higher than without Square."""
     t0 = time.perf_counter()
     model.eval().to(device)
-    clean = _predict(model, x, device) == y
+    pred = _predict(model, x, device)
+    clean = pred == y
     eps_all = sorted(set([eps_eval, *eps_curve]))
     twin = float_twin(model, device) if attack is None else None
-    alive, curve = clean, {}
+    black_box = checks and eps_eval > 0 and quantizes_activations(model)
+    alive, curve, bb_check = clean, {}, None
     for eps in eps_all:  # nested balls: only survivors of the smaller eps are attacked
         if eps > 0:
             attacks = _eval_attacks(norm, eps, steps, restarts, num_classes, attack, targets)
             if twin is not None:  # quantized activations: also examples crafted on the float twin
                 attacks.append(TransferAttack(twin, APGD(threat_model(norm, eps), steps=steps, loss="ce")))
             alive = robust_correct(model, x, y, attacks, device, alive=alive)
+        if eps == eps_eval and black_box:  # gradient-free: blind to what masks gradients
+            alive, bb_check = black_box_check(model, x, y, alive, norm=norm, eps=eps, device=device)
         curve[eps] = alive.float().mean().item()
-    text = describe_attack(steps, restarts, num_classes, twin is not None, attack, targets)
+    text = describe_attack(steps, restarts, num_classes, twin is not None, attack, targets, black_box=black_box)
     res = EvalResult(clean_acc=clean.float().mean().item(), robust_acc=curve[eps_eval], eps_eval=eps_eval,
                      norm=norm, robust_acc_curve={e: curve[e] for e in sorted(set(eps_curve))}, n_test=len(x),
-                     attack=text)
+                     attack=text, majority_pred_frac=_top_share(pred), majority_rate=_top_share(y),
+                     weak_eval=eval_budget_warning(steps, restarts) if eps_eval > 0 else "")
     if checks and eps_eval > 0:
         res.checks = masking_checks(model, x[:CHECK_EXAMPLES], y[:CHECK_EXAMPLES], norm=norm, eps=eps_eval,
                                     steps=steps, device=device, num_classes=num_classes)
+        if bb_check is not None:
+            res.checks["black_box"] = bb_check
         failed = [f"{k}: {v['detail']}" for k, v in res.checks.items() if not v["passed"]]
         res.suspect, res.suspect_reason = bool(failed), "; ".join(failed)
     res.seconds = time.perf_counter() - t0

@@ -17,6 +17,7 @@ from torch import nn
 
 from .checkpoint import library_versions, load_model, save_model
 from .compress import Compression, compress_
+from .compress.structured import check_structured_target as check_target
 from .compress.int8 import integer_check
 from .config import SCHEMA_VERSION, TrialConfig
 from .data import DatasetInfo, dataset_info, load_dataset
@@ -25,6 +26,7 @@ from .fileio import atomic_write_json
 from .metrics import count_macs, efficiency, training_flops
 from .models import build_model
 from .train import EpochStats, fit
+from .trial_status import derive_flags
 
 
 @dataclass
@@ -100,13 +102,26 @@ def stage_flops(cfg: TrialConfig, macs_dense: int, macs_compressed: int, n_train
             "flops_finetune": training_flops(macs_compressed, n_train, cfg.finetune_epochs or 0, ft_passes)}
 
 
-def make_record(cfg: TrialConfig, result: EvalResult, eff: dict, times: dict, flops: dict, history: dict) -> dict:
+def evaluation_section(result: EvalResult, num_classes: int) -> tuple[dict, dict]:
+    """(accuracy metrics, ``evaluation`` section) of a record from one evaluation (also what
+    ``rcsweep reevaluate`` replaces)."""
     metrics = {"clean_acc": result.clean_acc, "robust_acc": result.robust_acc,
-               "robust_acc_curve": result.to_dict()["robust_acc_curve"], "suspect": result.suspect,
-               "suspect_reason": result.suspect_reason, **eff, **times, **flops}
-    return {"schema_version": SCHEMA_VERSION, "params": cfg.to_flat(), "metrics": metrics,
-            "evaluation": {"attack": result.attack, "n_test": result.n_test, "checks": result.checks},
-            "history": history, "versions": library_versions()}
+               "robust_acc_curve": result.to_dict()["robust_acc_curve"],
+               "majority_pred_frac": result.majority_pred_frac}
+    evaluation = {"attack": result.attack, "n_test": result.n_test, "checks": result.checks,
+                  "num_classes": num_classes, "majority_rate": result.majority_rate,
+                  "weak_eval": result.weak_eval}
+    return metrics, evaluation
+
+
+def make_record(cfg: TrialConfig, result: EvalResult, eff: dict, times: dict, flops: dict, history: dict,
+                num_classes: int) -> dict:
+    """The trial record (``record.json``): params, metrics (flags derived by
+    :func:`rcsweep.trial_status.derive_flags`), evaluation, history, versions."""
+    acc, evaluation = evaluation_section(result, num_classes)
+    record = {"schema_version": SCHEMA_VERSION, "params": cfg.to_flat(), "metrics": {**acc, **eff, **times, **flops},
+              "evaluation": evaluation, "history": history, "versions": library_versions()}
+    return derive_flags(record, num_classes)
 
 
 @dataclass
@@ -170,7 +185,8 @@ def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, 
     progress.times["time_evaluate_s"] = time.perf_counter() - t  # accuracy and efficiency (latency) metrics
     progress.stage = "evaluated"
     flops = stage_flops(cfg, progress.dense["macs"], eff["macs"], len(data.train[0]))
-    return model, comp, make_record(cfg, result, eff, progress.times, flops, progress.history)
+    return model, comp, make_record(cfg, result, eff, progress.times, flops, progress.history,
+                                    data.info.num_classes)
 
 
 def save_trial(out_dir, model: nn.Module, cfg: TrialConfig, comp: Compression, record: dict) -> None:
@@ -185,6 +201,7 @@ def run_trial(cfg: TrialConfig, out_dir=None, *, data_dir=None, device=None, pre
     """Run the whole pipeline; returns the trial record. With ``out_dir``, writes ``record.json``,
     ``model.pt`` and ``model.json`` there. ``pretrained_path`` reuses a saved pretrained model."""
     device = resolve_device(device)
+    check_target(cfg)  # an unreachable compression target fails before any training
     data = load_trial_data(cfg, data_dir)
     t = time.perf_counter()
     if pretrained_path is not None:

@@ -1,11 +1,15 @@
 """Per-trial records and the sweep's ``results.csv``.
 
-``results.csv`` has one row per trial that has started: ``trial_id``, ``status`` (``running`` |
-``finished`` | ``failed``), ``error``, ``is_reference``, every trial parameter (empty where it does
-not apply), every metric and the per-stage times and FLOPs. List- and dict-valued cells
-(``eps_curve``, ``robust_acc_curve``) are JSON. The file is rewritten atomically under a lock, so
-trials finishing at the same moment never corrupt it. :func:`load_results` returns a DataFrame
-with those cells decoded.
+``results.csv`` has one row per trial that has started: ``trial_id``, ``status`` (the table of
+statuses and flags: :mod:`rcsweep.trial_status`), ``error``, ``is_reference``, every trial parameter
+(empty where it does not apply) and every metric column of :mod:`rcsweep.metrics_table` (flags,
+accuracies, efficiency, per-stage times and FLOPs). List- and dict-valued cells (``eps_curve``,
+``robust_acc_curve``) are JSON. The file is rewritten atomically under a lock, so trials finishing at
+the same moment never corrupt it. :func:`load_results` returns a DataFrame with those cells decoded
+and every metric checked against its range: a finished row with a non-finite or out-of-range value
+(a damaged or hand-edited file) gets the ``invalid`` flag, is kept off fronts and out of tables, and
+one line per such cell names the trial and column (``load_results(..., problems=list)`` collects
+them; otherwise they go to stderr).
 """
 from __future__ import annotations
 
@@ -17,19 +21,18 @@ import math
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import metrics_table
 from .config import FIELD_NAMES
 from .errors import UserError
 from .fileio import atomic_write_text
+from .trial_status import STATUSES, join_flags, parse_flags
 
-STATUSES = ("running", "finished", "failed")
 META_COLUMNS = ("trial_id", "status", "error", "is_reference")
-METRIC_COLUMNS = ("clean_acc", "robust_acc", "robust_acc_curve", "suspect", "suspect_reason", "params",
-                  "params_nonzero", "sparsity_measured", "model_bits", "dense_model_bits", "macs", "bops",
-                  "latency_ms_b1", "latency_ms_b128", "int8_clean_acc", "int8_transfer_robust_acc",
-                  "time_pretrain_s", "time_compress_s", "time_finetune_s", "time_evaluate_s",
-                  "flops_pretrain", "flops_finetune")
+METRIC_COLUMNS = metrics_table.COLUMNS
 COLUMNS = META_COLUMNS + FIELD_NAMES + METRIC_COLUMNS
-JSON_COLUMNS = ("eps_curve", "robust_acc_curve")
+JSON_COLUMNS = ("eps_curve",) + tuple(m.name for m in metrics_table.METRICS if m.kind == "json" and m.column)
+STR_COLUMNS = ("error",) + tuple(m.name for m in metrics_table.METRICS if m.kind == "str" and m.column)
+BOOL_COLUMNS = ("is_reference",) + tuple(m.name for m in metrics_table.METRICS if m.kind == "bool" and m.column)
 RESULTS_FILE = "results.csv"
 
 
@@ -41,9 +44,24 @@ def record_to_row(trial_id: str, status: str, record: dict | None = None, params
     row = {"trial_id": trial_id, "status": status, "error": error.replace("\n", " ")[:500],
            "is_reference": bool(is_reference)}
     row.update((record or {}).get("params") or params or {})
-    for k, v in ((record or {}).get("metrics") or {}).items():
+    for k, v in metrics_table.upgrade((record or {}).get("metrics") or {}).items():
         if k in METRIC_COLUMNS:
             row[k] = v
+    if status == "failed" and error.startswith("TrainingCollapsed"):  # deterministic: not retried
+        add_flag(row, "collapsed")
+    return row
+
+
+def add_flag(row: dict, flag: str, reason: str = "") -> dict:
+    """``row`` with ``flag`` added to its ``flags`` cell (and ``<flag>`` / ``<flag>_reason`` set where
+    the table has those columns)."""
+    row["flags"] = join_flags(parse_flags(row.get("flags")) + [flag])
+    if flag in METRIC_COLUMNS:
+        row[flag] = True
+    if reason and f"{flag}_reason" in METRIC_COLUMNS:
+        old = row.get(f"{flag}_reason")
+        old = old if isinstance(old, str) else ""
+        row[f"{flag}_reason"] = reason if not old or reason in old else f"{old}; {reason}"
     return row
 
 
@@ -91,9 +109,13 @@ def upsert_rows(folder, rows: list[dict]) -> None:
         atomic_write_text(folder / RESULTS_FILE, buf.getvalue())
 
 
-def load_results(folder):
+def load_results(folder, problems: list | None = None):
     """``DIR/results.csv`` as a pandas DataFrame: numbers as numbers, booleans as booleans, JSON
-    cells decoded, empty cells as NaN/None."""
+    cells decoded, empty cells as NaN/None, every metric checked (module docstring).
+
+    ``problems``: a list that receives one line per invalid cell (``trial 1a2b: robust_acc=inf is
+    not finite``); when None the lines go to stderr. Raises UserError (one line) when ``folder`` is
+    not a sweep folder or its results.csv is not a results table."""
     import pandas as pd
 
     path = Path(folder) / RESULTS_FILE
@@ -102,18 +124,63 @@ def load_results(folder):
     if not path.is_file():
         raise UserError(f"{folder} is not a rcsweep sweep folder (no {RESULTS_FILE})")
     try:
-        df = pd.read_csv(path, dtype={"trial_id": str, "error": str, "suspect_reason": str})
+        df = pd.read_csv(path, dtype={c: str for c in STR_COLUMNS + ("trial_id",)})
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty") from None
     if "trial_id" not in df.columns or "status" not in df.columns:
         raise UserError(f"{path} is not a rcsweep results table (no trial_id/status columns)")
-    for col in ("suspect", "is_reference"):
+    for col in BOOL_COLUMNS:
         if col in df.columns:
             df[col] = df[col].map(lambda v: str(v).strip().lower() == "true" if isinstance(v, (str, bool)) else False)
     for col in JSON_COLUMNS:
         if col in df.columns:
-            df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) and v else None)
-    for col in ("error", "suspect_reason"):
+            df[col] = df[col].map(_json_cell)
+    for col in STR_COLUMNS:
         if col in df.columns:
             df[col] = df[col].fillna("")
+    if "flags" not in df.columns:
+        df["flags"] = ""
+    _check_values(df, problems)
     return df
+
+
+def _json_cell(v):
+    if not isinstance(v, str) or not v:
+        return None
+    try:
+        return json.loads(v)
+    except ValueError:
+        return None
+
+
+def _check_values(df, problems: list | None) -> None:
+    """Flag ``invalid`` every row with a non-finite or out-of-range metric (see the module docstring)."""
+    import pandas as pd
+
+    lines = []
+    for col in df.columns:
+        m = metrics_table.BY_NAME.get(col)
+        if m is None or m.kind in ("str", "json", "bool"):
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        for i in df.index:
+            raw = df.at[i, col]
+            reason = m.check(values[i]) if not (isinstance(raw, str) and raw.strip() and pd.isna(values[i])) \
+                else f"{col}={raw!r} is not a number"
+            if reason:
+                lines.append(f"trial {df.at[i, 'trial_id']}: {reason}")
+                df.at[i, "flags"] = join_flags(parse_flags(df.at[i, "flags"]) + ["invalid"])
+                reason_col = "invalid_reason"
+                if reason_col not in df.columns:
+                    df[reason_col] = ""
+                old = df.at[i, reason_col]
+                df.at[i, reason_col] = f"{old}; {reason}" if isinstance(old, str) and old else reason
+        df[col] = values.where(values.abs() != float("inf"))  # inf -> NaN: never a usable number
+    if lines:
+        if problems is not None:
+            problems.extend(lines)
+        else:
+            import sys
+
+            for line in lines:
+                print(f"rcsweep: {line}; the trial is excluded", file=sys.stderr)

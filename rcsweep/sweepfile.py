@@ -21,14 +21,13 @@ from typing import Any, Optional
 
 import yaml
 
+from . import metrics_table
 from .config import FIELD_NAMES, TrialConfig, _did_you_mean, applicable, parse_number
 from .errors import ConfigError, UserError
 
 SEARCH = ("optuna", "random", "grid")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
-METRICS = ("clean_acc", "robust_acc", "params", "params_nonzero", "sparsity_measured", "model_bits", "macs", "bops",
-           "latency_ms_b1", "latency_ms_b128", "time_pretrain_s", "time_compress_s", "time_finetune_s",
-           "time_evaluate_s", "flops_pretrain", "flops_finetune")
+METRICS = metrics_table.OBJECTIVES  # the metrics a sweep may name as objectives
 DIRECTIONS = ("max", "min")
 NEVER_SEARCHED = ("eps_eval", "dataset")
 # what makes a method-dependent parameter apply, to validate its values on their own
@@ -70,7 +69,7 @@ class SweepSpec:
     space: dict  # name -> Dist
     references: tuple = ()
     search: str = "optuna"
-    objectives: tuple = (("robust_acc", "max"), ("model_bits", "min"))
+    objectives: tuple = metrics_table.DEFAULT_OBJECTIVES
     num_samples: Optional[int] = None  # None: 12 (optuna/random) or the grid's size
     max_concurrent: int = 2
     resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
@@ -200,6 +199,7 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
             spec.trial_config(overrides=ref)
         except ConfigError as e:
             raise ConfigError(f"references[{i}].{e.field}", str(e).split(": ", 1)[1]) from None
+    _structured_sparsity_reachable(spec)
     if spec.search == "grid":
         n_grid = len(spec.grid())
         if spec.num_samples is not None and spec.num_samples != len(refs) + n_grid:
@@ -295,6 +295,55 @@ def _fixed_applies(fixed: dict, space: dict):
             raise ConfigError(f"fixed.{k}", f"{cfg_err}, but {', '.join(f'{d}={fixed.get(d, TrialConfig.__dataclass_fields__[d].default)}' for d in deps)}")
 
 
+def _structured_sparsity_reachable(spec: SweepSpec) -> None:
+    """Refuse a ``sparsity`` that structured pruning cannot reach on the sweep's models: beyond
+    :func:`rcsweep.compress.max_structured_sparsity` for the narrowest model and width the sweep
+    can pair with a ``prune_structured*`` compression (fixed value, every choice, a range's high end,
+    a space default, the pruning default when none is given, and each reference)."""
+    base = spec.trial_config()
+
+    def values(name):  # the values a parameter takes; a range's low end gives the narrowest width
+        if name in spec.fixed:
+            return [spec.fixed[name]]
+        d = spec.space.get(name)
+        return [getattr(base, name)] if d is None else list(d.values) if d.kind == "choice" else [d.values[0]]
+
+    from .compress.structured import REACH_EPS, beyond_limit_message, structured_limit
+
+    def limit(model, dataset, width):
+        try:
+            return structured_limit(model, dataset, float(width))
+        except Exception:  # noqa: BLE001 - a model that cannot be built fails in its trial with its own error
+            return None
+
+    def structured(compression):
+        return str(compression).startswith("prune_structured")
+
+    if any(structured(c) for c in values("compression")):
+        found = [(lim, m, w) for m in values("model") for w in values("width")
+                 if (lim := limit(m, base.dataset, parse_number(w, "width"))) is not None]
+        if found:
+            lim, model, width = min(found, key=lambda t: t[0][0])
+            d = spec.space.get("sparsity")
+            if "sparsity" in spec.fixed:
+                asked = [("fixed.sparsity", "", spec.fixed["sparsity"])]
+            elif d is not None:
+                asked = [("space.sparsity", "choice ", v) for v in d.values] if d.kind == "choice" else \
+                    [("space.sparsity", "high ", d.values[1])]
+                asked += [("space.sparsity", "default ", d.default)] if d.default is not None else []
+            else:
+                asked = [("sparsity", "the default ", TrialConfig(compression="prune_structured").sparsity)]
+            for where, label, v in asked:
+                if parse_number(v, where) > lim[0] + REACH_EPS:
+                    raise ConfigError(where, label + beyond_limit_message(parse_number(v, where), model, lim,
+                                                                          parse_number(width, "width")))
+    for i, ref in enumerate(spec.references):
+        cfg = spec.trial_config(overrides=ref)
+        if structured(cfg.compression) and (lim := limit(cfg.model, cfg.dataset, cfg.width)) is not None \
+                and cfg.sparsity > lim[0] + REACH_EPS:
+            raise ConfigError(f"references[{i}].sparsity", beyond_limit_message(cfg.sparsity, cfg.model, lim, cfg.width))
+
+
 def _enum(data, key, choices, default):
     v = data.get(key, default)
     if v is None:
@@ -346,7 +395,7 @@ def _resources(v) -> dict:
 
 def _objectives(v) -> tuple:
     if v is None:
-        return (("robust_acc", "max"), ("model_bits", "min"))
+        return metrics_table.DEFAULT_OBJECTIVES
     items = []
     if isinstance(v, dict):
         items = list(v.items())

@@ -86,7 +86,7 @@ def test_report_writes_markdown_tables_and_figures(tmp_path):
     out = sweep / "report"
     md = (out / "report.md").read_text()
     for section in ("## Pareto front", "### Robust accuracy at ε=0.1 (L∞) (%)", "### Clean accuracy",
-                    "## Robustness curves", "## Compute", "## Suspect trials", "## Failed trials"):
+                    "## Robustness curves", "## Compute", "## Flagged trials", "## Failed trials"):
         assert section in md, section
     assert "t06" in md and "large_eps" in md and "boom" in md
     assert "| standard pretrain \\| prune 90% |" in md  # a study-table row

@@ -1,6 +1,13 @@
-"""The contract every registered compressor keeps (one suite, parametrized over COMPRESSORS):
-target reached, forward works, input gradient non-zero, fine-tuning keeps the compression, and
-save -> rcsweep.load_model gives identical outputs."""
+"""The contract every registered compressor keeps (one suite, parametrized over COMPRESSORS, and for
+the targets over every registered model too):
+
+- the target is reached within the tolerance the compressor states (``info["target"]``,
+  ``info["achieved"]``), at the edges of its range included (sparsity 0, small, the model's largest
+  reachable one; bits 2..16), or a clear one-line TargetNotReached / ConfigError just beyond it;
+- the response is monotone in the target;
+- forward works, the input gradient is non-zero, fine-tuning keeps the compression;
+- save -> rcsweep.load_model gives a plain, frozen model with identical outputs.
+"""
 from __future__ import annotations
 
 import copy
@@ -11,14 +18,27 @@ import torch.nn.functional as F
 from compress_helpers import cases, config, digits_model, small_train
 
 from rcsweep import load_model, save_model
-from rcsweep.compress import compress_, prunable_layers
+from rcsweep.compress import (COMPRESSORS, TargetNotReached, compress_, effective_weight, is_frozen,
+                              max_structured_sparsity, prunable_layers)
+from rcsweep.compress.structured import removed_count
 from rcsweep.config import uses_pruning, uses_quant
+from rcsweep.data import DATASETS, dataset_info
+from rcsweep.errors import ConfigError
 from rcsweep.metrics import efficiency
+from rcsweep.models import MODELS, build_model
 from rcsweep.pipeline import finetune
 from rcsweep.train import accuracy
 
 SHAPE = (1, 8, 8)
 CASES = cases()
+
+
+def _part(info: dict, kind: str) -> dict:
+    """The info of the pruning or quantization part of a (possibly chained) compression."""
+    for key in ({"prune": ("prune", "structured"), "quant": ("quant",)}[kind]):
+        if isinstance(info.get(key), dict):
+            return info[key]
+    return info
 
 
 @pytest.fixture(scope="module", params=sorted(CASES), ids=sorted(CASES))
@@ -41,19 +61,26 @@ def finetuned(compressed):
     return cfg, model, comp, before
 
 
-def assert_compression_in_force(model, cfg, dense):
+def assert_compression_in_force(model, cfg, dense, info):
     eff = efficiency(model, cfg, SHAPE, sum(p.numel() for p in dense.parameters()), latency=False)
     if cfg.compression in ("prune", "prune_quant"):
         assert eff["sparsity_measured"] == pytest.approx(cfg.sparsity, abs=0.005)
+        part = _part(info, "prune")
+        assert part["target"] == cfg.sparsity and abs(part["achieved"] - cfg.sparsity) <= part["tolerance"]
     if cfg.compression.startswith("prune_structured"):
         have = {n: m.weight.shape[0] for n, m in prunable_layers(model, SHAPE)}
         for n, m in prunable_layers(dense, SHAPE):
             c = m.weight.shape[0]
-            assert 0 <= (c - have[n]) / c - cfg.sparsity < 1 / c  # this fraction of each layer's channels gone
-        assert eff["channels_removed"] == pytest.approx(cfg.sparsity, abs=0.02)
+            assert c - have[n] == removed_count(cfg.sparsity, c)  # round(sparsity x c) of each layer's channels gone
+        part = _part(info, "prune")
+        assert eff["channels_removed"] == pytest.approx(part["achieved"], abs=1e-12)
+        assert abs(part["achieved"] - cfg.sparsity) <= part["tolerance"] <= 0.02
         assert eff["params"] < 0.5 * sum(p.numel() for p in dense.parameters())
     if uses_quant(cfg.compression):
         assert eff["weight_bits_measured"] == cfg.weight_bits
+        part = _part(info, "quant")
+        assert part["target"] == {"weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits}
+        assert part["achieved"]["weight_bits"] == eff["weight_bits_measured"]
         layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
         for m in layers:
             assert m.act_quant.bits == cfg.act_bits
@@ -67,7 +94,7 @@ def assert_compression_in_force(model, cfg, dense):
 def test_target_reached(compressed):
     cfg, model, comp, data, dense = compressed
     assert comp.info["method"] == cfg.compression
-    assert_compression_in_force(model, cfg, dense)
+    assert_compression_in_force(model, cfg, dense, comp.info)
 
 
 def test_forward_works(compressed):
@@ -90,7 +117,9 @@ def test_input_gradient_nonzero(compressed):
 
 def test_finetuning_keeps_compression(finetuned, compressed):
     cfg, model, comp, before = finetuned
-    assert_compression_in_force(model, cfg, compressed[4])
+    assert_compression_in_force(model, cfg, compressed[4], comp.info)  # info re-checked by finalize
+    for m in _layers(model):  # after finalize, .weight is the weight computed with, without a forward pass
+        assert torch.equal(m.weight, effective_weight(m))
     changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert any(k.endswith(("weight", "weight_orig")) for k in changed), "fine-tuning changed no weight"
     if uses_pruning(cfg.compression) and not cfg.compression.startswith("prune_structured"):
@@ -99,12 +128,152 @@ def test_finetuning_keeps_compression(finetuned, compressed):
                 assert torch.equal(v, before[k])
 
 
-def test_save_load_identical_outputs(finetuned, tmp_path):
+def test_save_load_identical_outputs_plain_frozen(finetuned, tmp_path):
     cfg, model, comp, _ = finetuned
     save_model(model, tmp_path, cfg, {"compression": comp.info})
     loaded = load_model(tmp_path)
     x = torch.rand(32, *SHAPE)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), loaded(x))
-    shapes = {k: v.shape for k, v in model.state_dict().items()}
-    assert {k: v.shape for k, v in loaded.state_dict().items()} == shapes  # pruned loads pruned, quantized quantized
+    assert is_frozen(loaded) and not loaded.training
+    for (n, a), (_, b) in zip(prunable_layers(model, SHAPE) + [("", _classifier(model))],
+                              prunable_layers(loaded, SHAPE) + [("", _classifier(loaded))]):
+        assert torch.equal(b.weight, effective_weight(a)), n  # read directly: the weights evaluated
+    state = {k: v.clone() for k, v in loaded.state_dict().items()}
+    loaded.train()
+    loaded(x)  # train mode moves no state (digits_cnn has no BatchNorm)
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+
+
+def _classifier(model):
+    return [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))][-1]
+
+
+# -- targets at the edges of their ranges, on every registered model ---------------------------
+def _setup(name: str) -> tuple[str, float, tuple]:
+    """(dataset, width, calibration image shape) for a registered model: the dataset whose default
+    it is (digits if none), width 1 on digits and 1/8 elsewhere, 16x16 inputs where the net allows."""
+    dataset = next((d for d in DATASETS.names() if dataset_info(d).default_model == name), "digits")
+    shape = tuple(dataset_info(dataset).shape)
+    if name == "resnet18":  # global pooling: any input size runs
+        shape = (shape[0], 16, 16)
+    return dataset, (1.0 if dataset == "digits" else 0.125), shape
+
+
+@pytest.fixture(scope="module", params=MODELS.names())
+def registered(request):
+    """(name, dataset, width, shape, dense model, calibration batch) for each registered model."""
+    name = request.param
+    dataset, width, shape = _setup(name)
+    torch.manual_seed(0)
+    model = build_model(name, dataset, width).eval()
+    return name, dataset, width, shape, model, (torch.rand(16, *shape), torch.randint(0, 10, (16,)))
+
+
+def _compress(registered, **kw):
+    name, dataset, width, shape, dense, calib = registered
+    model = copy.deepcopy(dense)
+    cfg = config(dataset=dataset, model=name, width=width, **kw)
+    comp = compress_(model, cfg, calib)
+    return model, comp, cfg
+
+
+STRUCTURED = [c for c in COMPRESSORS.names() if c.startswith("prune_structured")]
+UNSTRUCTURED = [c for c in COMPRESSORS.names() if uses_pruning(c) and c not in STRUCTURED]
+QUANT = [c for c in COMPRESSORS.names() if uses_quant(c)]
+
+
+def test_max_structured_sparsity_of_registered_models():
+    assert max_structured_sparsity("digits_cnn", "digits") == 15 / 16  # first conv: 16 channels
+    assert max_structured_sparsity("fmnist_net", "fashion_mnist") == 31 / 32
+    assert max_structured_sparsity("resnet18", "cifar10") == 63 / 64
+    assert max_structured_sparsity("resnet18", "cifar10", 0.125) == 7 / 8
+    assert max_structured_sparsity("digits_cnn", "digits", 0.03) == 0.0  # one channel a layer: nothing to remove
+
+
+@pytest.mark.parametrize("method", STRUCTURED)
+def test_structured_targets_up_to_the_largest_reachable(registered, method):
+    name, dataset, width, shape = registered[:4]
+    top = max_structured_sparsity(name, dataset, width)
+    targets = sorted({0.0, 0.05, 0.3, 0.5, round(0.8 * top, 4), top})
+    extra = dict(weight_bits=8, act_bits=8) if method in QUANT else {}
+    removed, achieved = [], []
+    for s in targets:
+        model, comp, cfg = _compress(registered, compression=method, sparsity=s, **extra)
+        part = _part(comp.info, "prune")
+        dense = part["out_channels_dense"]
+        got = {n: m.weight.shape[0] for n, m in prunable_layers(model, shape)}
+        assert {n: dense[n] - got[n] for n in dense} == {n: removed_count(s, c) for n, c in dense.items()}
+        assert min(got.values()) >= 1
+        eff = efficiency(model, cfg, shape, 0, latency=False)
+        assert part["target"] == s and eff["channels_removed"] == pytest.approx(part["achieved"], abs=1e-12)
+        assert abs(part["achieved"] - s) <= part["tolerance"]
+        assert torch.isfinite(model(registered[5][0])).all()
+        removed.append([dense[n] - got[n] for n in dense])
+        achieved.append(part["achieved"])
+    assert achieved[-1] == pytest.approx(top, abs=1e-12)  # at the limit: exactly that fraction, one channel left
+    assert all(a <= b for a, b in zip(achieved, achieved[1:]))  # monotone overall ...
+    assert all(all(x <= y for x, y in zip(r1, r2)) for r1, r2 in zip(removed, removed[1:]))  # ... and per layer
+    beyond = round(top + 0.01, 4)
+    if beyond <= 0.99:
+        with pytest.raises(TargetNotReached) as e:
+            _compress(registered, compression=method, sparsity=beyond, **extra)
+        msg = str(e.value)
+        assert f"{beyond:g}" in msg and name in msg and f"({top:.6g}" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("method", UNSTRUCTURED)
+def test_unstructured_targets_zero_to_0_99(registered, method, scope):
+    shape = registered[3]
+    extra = dict(weight_bits=8, act_bits=8) if method in QUANT else {}
+    masked = []
+    for s in (0.0, 0.01, 0.5, 0.9, 0.99):
+        model, comp, cfg = _compress(registered, compression=method, sparsity=s, prune_scope=scope, **extra)
+        part = _part(comp.info, "prune")
+        assert part["target"] == s and abs(part["achieved"] - s) <= part["tolerance"] <= 1e-3
+        eff = efficiency(model, cfg, shape, 0, latency=False)
+        assert eff["sparsity_measured"] >= part["achieved"] - 1e-9  # quantization may only add zeros
+        if method not in QUANT:
+            assert eff["sparsity_measured"] == pytest.approx(s, abs=part["tolerance"] + 1e-4)
+        masked.append(sum(int((m.weight_mask == 0).sum()) for _, m in prunable_layers(model, shape)))
+    assert masked == sorted(masked) and masked[0] == 0
+    with pytest.raises(ConfigError, match="sparsity"):  # beyond the range: refused by the config
+        config(compression=method, sparsity=0.995)
+
+
+def _weight_error(model, dense) -> float:
+    return sum(float(((effective_weight(a) - b.weight) ** 2).sum().detach())
+               for a, b in zip(_layers(model), _layers(dense)))
+
+
+def _layers(model):
+    return [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+@pytest.mark.parametrize("method", QUANT)
+def test_quant_bits_2_to_16(registered, method):
+    """Every bit-width in 2..16 is reached exactly (the widest codes need it, no more); the weight
+    error falls as bits grow; 32 is float; 1 and 17 are refused by the config."""
+    from rcsweep.metrics import weight_bits_measured
+
+    name, dense = registered[0], registered[4]
+    bits_list = range(2, 17) if method == "quant" else (2, 3, 8, 16)
+    extra = dict(sparsity=0.3) if uses_pruning(method) else {}
+    errors = []
+    for b in bits_list:
+        model, comp, _ = _compress(registered, compression=method, weight_bits=b, act_bits=b, **extra)
+        part = _part(comp.info, "quant")
+        assert part["target"] == part["achieved"] == {"weight_bits": b, "act_bits": b}
+        assert weight_bits_measured(model) == b
+        assert all(m.act_quant.bits == b and float(m.act_quant.lo) < float(m.act_quant.hi) for m in _layers(model))
+        if method == "quant":
+            errors.append(_weight_error(model, dense))
+    assert errors == sorted(errors, reverse=True)  # more bits never cost accuracy of the weights
+    if method == "quant":
+        model, comp, _ = _compress(registered, compression=method, weight_bits=32, act_bits=32)
+        assert _part(comp.info, "quant")["achieved"] == {"weight_bits": 32, "act_bits": 32}
+        assert _weight_error(model, dense) == 0.0
+    for b in (1, 17):
+        with pytest.raises(ConfigError, match="weight_bits"):
+            config(compression=method, weight_bits=b)

@@ -105,7 +105,7 @@ def test_int8_model_agrees_with_the_simulated_one():
     assert metrics["int8_agreement"] >= 0.98
     assert metrics["transfer_examples"] == 200
     # examples crafted on the simulated model transfer to the integer one (it is no more robust)
-    assert metrics["transfer_int8_acc"] <= metrics["transfer_sim_robust_acc"] + 0.05
+    assert metrics["int8_transfer_robust_acc"] <= metrics["transfer_sim_robust_acc"] + 0.05
     assert metrics["transfer_sim_robust_acc"] < metrics["sim_clean_acc"]
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from rcsweep import TrialConfig, load_model, save_model
 from rcsweep.compress import compress_, prunable_layers
+from rcsweep.compress.structured import removed_count
 from rcsweep.errors import UserError
 from rcsweep.metrics import count_macs
 from rcsweep.models import build_model
@@ -50,8 +51,8 @@ def test_digits_channels_removed_per_layer(sparsity):
     dense = _channels(model, shape)
     comp = compress_(model, cfg, _calib(shape))
     got = _channels(model, shape)
-    for n, c in dense.items():  # Torch-Pruning keeps floor(c * (1 - sparsity)) channels
-        assert 0 <= (c - got[n]) / c - sparsity < 1 / c
+    for n, c in dense.items():  # exactly round(sparsity x c) channels gone from each layer
+        assert c - got[n] == removed_count(sparsity, c) == int(sparsity * c + 0.5)
     assert comp.info["out_channels"] == got
     assert model(torch.rand(4, *shape)).shape == (4, 10)
 

@@ -3,22 +3,12 @@ import json
 
 import pytest
 import torch
-from torch import nn
+from masked_models import RoundedInput
 
 from rcsweep import load_dataset, load_model
 from rcsweep.attacks import APGD
 from rcsweep.evaluate import evaluate
 
-
-class RoundedInput(nn.Module):
-    """A deliberately gradient-masked model: it quantises its input to 4 levels (zero gradient)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(torch.round(x * 3) / 3)
 
 
 def test_curve_is_monotone_and_includes_eps_eval(digits_trials):

@@ -56,7 +56,7 @@ def test_outdated_trials_are_reevaluated_and_the_old_numbers_kept(sweep, capsys)
 
     rec = record(sweep, "pq")
     assert "transferred from the float twin" in rec["evaluation"]["attack"] and rec["evaluation"]["n_test"] == 100
-    assert set(rec["evaluation"]["checks"]) == {"large_eps", "more_steps", "pgd_vs_fgsm", "gradient"}
+    assert set(rec["evaluation"]["checks"]) == {"large_eps", "more_steps", "pgd_vs_fgsm", "gradient", "black_box"}
     new = rec["metrics"]["robust_acc"]
     assert new < INFLATED - 0.3  # a standard model: the inflated claim is gone
     (old,) = rec["reevaluations"]

@@ -40,12 +40,13 @@ def sweep(tmp_path_factory):
     upsert_rows(folder, [record_to_row("std", "finished", std), record_to_row("adv", "finished", adv),
                          record_to_row("pq", "finished", pq),
                          record_to_row("broken", "failed", params=TrialConfig(**BASE).to_flat(), error="boom")])
+    shutil.copytree(folder, folder.parent / (folder.name + "_pristine"))  # before verify writes its verdicts
     return folder
 
 
 @pytest.fixture
 def copy(sweep, tmp_path):
-    return shutil.copytree(sweep, tmp_path / "sweep", ignore=shutil.ignore_patterns("verify.csv", "report"))
+    return shutil.copytree(sweep.parent / (sweep.name + "_pristine"), tmp_path / "sweep")
 
 
 def read(path) -> pd.DataFrame:
@@ -74,20 +75,35 @@ def test_a_robust_model_agrees_with_torchattacks_on_the_same_images(sweep, tmp_p
     assert "float twin" in v.loc["pq", "attack"] and "float twin" not in v.loc["adv", "attack"]
     assert v.loc["pq", "robust_acc_independent"] <= v.loc["pq", "robust_acc_white_box"]
     assert v.loc["adv", "robust_acc_independent"] == v.loc["adv", "robust_acc_white_box"]
-    assert (sweep / "results.csv").read_bytes() == results
+    # the verdicts flow into results.csv (and the records): the independent number beside the sweep's
+    after = load_sweep(sweep).set_index("trial_id")
+    for tid in ("adv", "pq"):
+        assert after.loc[tid, "verified_robust_acc"] == pytest.approx(v.loc[tid, "robust_acc_independent"])
+        assert after.loc[tid, "robust_acc"] == pytest.approx(rows.loc[tid, "robust_acc"]) and not after.loc[tid, "suspect"]
+    assert pd.isna(after.loc["std", "verified_robust_acc"])  # not verified
+    assert (sweep / "results.csv").read_bytes() != results
     assert not (sweep / "verify.csv").exists()  # --out was given
 
 
 def test_pareto_is_the_default_an_inflated_claim_is_suspect_and_in_the_report(sweep, capsys):
     (sweep / "verify.csv").write_text("trial_id,suspect\nstale,True\n")
-    assert main(["verify", str(sweep), "--examples", "32"]) == 0
-    v = read(sweep / "verify.csv")
     front = pareto_analysis(load_sweep(sweep), sweep_objectives(sweep)).front
-    assert set(v.index) == set(front["trial_id"]) == {"std", "pq"}  # replaced as a whole: no 'stale'
+    # 48 images as above: on 32, rcsweep's APGD-DLR leaves standing one image of pq that APGD-T fools (gap 1/32)
+    assert main(["verify", str(sweep), "--examples", "48"]) == 0
+    v = read(sweep / "verify.csv")
+    assert set(v.index) == set(front["trial_id"]) == {"std", "pq"}  # 'stale' is no trial of the sweep: dropped
     assert v.loc["std", "suspect"] and "the sweep's robust_acc 0.990" in v.loc["std", "suspect_reason"]
     assert v.loc["std", "robust_acc_independent"] < CLAIMED - 0.2
     assert not v.loc["pq", "suspect"], v.loc["pq", "suspect_reason"]
     assert "1 of 2 suspect: std" in capsys.readouterr().out
+    # the verdict is in the trial's row and record: std leaves the front, with verify's reason
+    after = load_sweep(sweep).set_index("trial_id", drop=False)
+    reason = after.loc["std", "suspect_reason"]
+    assert after.loc["std", "suspect"] and reason.startswith("verify: ") and "the sweep's robust_acc 0.990" in reason
+    assert "suspect" in after.loc["std", "flags"].split(";")
+    assert "std" not in set(pareto_analysis(after.reset_index(drop=True), sweep_objectives(sweep)).front["trial_id"])
+    record = __import__("json").loads((sweep / "trials" / "std" / "record.json").read_text())
+    assert record["verification"]["suspect"] and record["metrics"]["suspect"]
 
     assert main(["report", str(sweep)]) == 0
     text = (sweep / "report" / "report.md").read_text()

@@ -87,6 +87,10 @@ def cmd_trial(args) -> int:
     m = record["metrics"]
     print(f"clean_acc {m['clean_acc']:.4f}  robust_acc {m['robust_acc']:.4f} (eps {cfg.eps_eval:.4g}, {cfg.norm})"
           f"  model_bits {m['model_bits']:.3g}" + (f"  SUSPECT: {m['suspect_reason']}" if m["suspect"] else ""))
+    if m.get("degenerate"):
+        print(f"DEGENERATE: {m['degenerate_reason']}")
+    if record["evaluation"].get("weak_eval"):
+        print(f"WEAK EVALUATION: {record['evaluation']['weak_eval']}")
     print(f"wrote {out / 'record.json'}, {out / 'model.pt'}, {out / 'model.json'}")
     return 0
 
@@ -136,6 +140,8 @@ def cmd_eval(args) -> int:
         print(f"  check {name}: {'ok' if c['passed'] else 'FAILED'} ({c['detail']})")
     if res.suspect:
         print(f"SUSPECT: {res.suspect_reason}")
+    if res.weak_eval:
+        print(f"WEAK EVALUATION: {res.weak_eval}")
     if args.out:
         atomic_write_json(args.out, {"model": str(args.model), "dataset": dataset, **res.to_dict()})
         print(f"wrote {args.out}")

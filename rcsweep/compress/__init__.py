@@ -9,6 +9,13 @@ Interface used by the pipeline and by :func:`rcsweep.load_model`:
   ``model.json`` under ``"compression"``.
 - ``restore_structure_(model, cfg, info)``: gives a freshly built dense model the compressed
   structure (channel counts, masks, quantizers) so that a saved state_dict loads into it.
+- ``freeze_(model)``: makes a compressed model plain and frozen (masks baked into weights,
+  activation ranges fixed), as :func:`rcsweep.load_model` returns it.
+- ``max_structured_sparsity(model, dataset, width)``: the largest ``sparsity`` channel pruning
+  reaches on a registered model (the sweep-file validation refuses more).
+
+Every compressor compares what it did with what was asked (``info["target"]`` and
+``info["achieved"]``, within the tolerance its module states) or raises :class:`TargetNotReached`.
 
 ``COMPRESSORS`` maps each ``compression`` name to a factory ``cfg -> Compressor``; a new method is a
 module with a :class:`Compressor` plus one registration line here, and the shared contract suite
@@ -21,10 +28,12 @@ from torch import nn
 from ..config import TrialConfig
 from ..errors import UserError
 from ..registry import Registry
-from .base import Chain, Compression, Compressor, chain, effective_weight, float_weight, prunable_layers
+from .base import (Chain, Compression, Compressor, TargetNotReached, chain, effective_weight, float_weight,
+                   prunable_layers)
+from .freeze import freeze_, is_frozen
 from .prune import UnstructuredPrune
 from .quant import FakeQuant
-from .structured import StructuredPrune
+from .structured import StructuredPrune, max_structured_sparsity
 
 COMPRESSORS: Registry = Registry("compressor")
 COMPRESSORS.register("prune")(UnstructuredPrune)
@@ -64,5 +73,6 @@ def _dense_counts(model: nn.Module, input_shape: tuple) -> dict:
             "dense_prunable_weights": sum(m.weight.numel() for _, m in prunable_layers(model, input_shape))}
 
 
-__all__ = ["COMPRESSORS", "Chain", "Compression", "Compressor", "chain", "compress_", "effective_weight",
-           "float_weight", "prunable_layers", "restore_structure_"]
+__all__ = ["COMPRESSORS", "Chain", "Compression", "Compressor", "TargetNotReached", "chain", "compress_",
+           "effective_weight", "float_weight", "freeze_", "is_frozen", "max_structured_sparsity", "prunable_layers",
+           "restore_structure_"]

@@ -4,7 +4,11 @@ A :class:`Compressor` is one method (unstructured pruning, channel pruning, fake
 :class:`Chain` of them). It changes a model in place in :meth:`~Compressor.apply` and returns a
 JSON-able ``info`` dict; :meth:`~Compressor.restore` rebuilds the same structure on a freshly built
 dense model from that ``info`` (so a saved state_dict loads into it); :meth:`~Compressor.enforce`
-runs after every optimiser step and :meth:`~Compressor.finalize` once after fine-tuning.
+runs after every optimiser step and :meth:`~Compressor.finalize` once after fine-tuning;
+:meth:`~Compressor.check` compares what the model now is with what the config asked for and
+returns ``{"target": ..., "achieved": ...}`` (merged into ``info`` after ``apply`` and again after
+``finalize``), or raises :class:`TargetNotReached`. A compressor never silently misses its target:
+each one states its tolerance in its module docstring.
 
 "Prunable" layers are every ``Conv2d`` and ``Linear`` except the classifier, found as the last such
 layer to run in a forward pass (registration order can differ from execution order).
@@ -18,7 +22,14 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
+
+
+class TargetNotReached(UserError):
+    """A compressor cannot reach (or did not reach) the sparsity or bit-width asked for; the
+    one-line message names the model, the target and what was reached."""
 
 
 class Compressor(ABC):
@@ -40,6 +51,11 @@ class Compressor(ABC):
 
     def finalize(self, model: nn.Module) -> None:
         """Settle the weights once training is over (for example, round them onto the quantization grid)."""
+
+    @abstractmethod
+    def check(self, model: nn.Module) -> dict:
+        """``{"target": ..., "achieved": ...}`` of ``model`` as it is now; raises
+        :class:`TargetNotReached` when the achieved value is outside the stated tolerance."""
 
 
 class Chain(Compressor):
@@ -64,6 +80,9 @@ class Chain(Compressor):
         for _, c in self.parts:
             c.finalize(model)
 
+    def check(self, model):
+        return {key: c.check(model) for key, c in self.parts}
+
 
 def chain(*parts: tuple[str, type]):
     """A registrable factory ``cfg -> Chain(cfg, *parts)``."""
@@ -85,9 +104,22 @@ class Compression:
                 self.compressor.enforce(self.model)
 
     def finalize(self) -> None:
+        """Settle the weights, then check the targets again (fine-tuning may have moved what was
+        achieved, e.g. weights that shrank below their grid's top code) and record it in ``info``."""
         if self.compressor is not None:
             with torch.no_grad():
                 self.compressor.finalize(self.model)
+                merge_info(self.info, self.compressor.check(self.model))
+
+
+def merge_info(info: dict, update: dict) -> dict:
+    """``info`` updated in place by ``update``, nested dicts merged key by key (a Chain's parts)."""
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(info.get(k), dict):
+            merge_info(info[k], v)
+        else:
+            info[k] = v
+    return info
 
 
 def layers_in_order(model: nn.Module, input_shape: tuple) -> list[tuple[str, nn.Module]]:

@@ -134,6 +134,10 @@ class ActFakeQuant(nn.Module):
         scale, zp = self.qparams()
         return torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 2 ** self.bits - 1)
 
+    def freeze(self) -> None:
+        """Fix the range: no calibration and no tracking from now on, in any mode (a loaded model)."""
+        self.calibrate_next, self.tracking = False, False
+
     @torch.no_grad()
     def _set(self, lo: float, hi: float, momentum: float) -> None:
         self.lo.mul_(1 - momentum).add_(momentum * lo)

@@ -118,7 +118,7 @@ def integer_check(model: nn.Module, cfg, data, device) -> tuple[dict, nn.Module 
     fraction of test images on which both predict the same class), and the transfer check on the
     first ``TRANSFER_EXAMPLES`` test images: ``transfer_sim_robust_acc`` (accuracy of the simulated
     model on PGD examples crafted on it, ``eval_steps`` steps at ``eps_eval``) and
-    ``transfer_int8_acc`` (accuracy of the integer model on those same examples)."""
+    ``int8_transfer_robust_acc`` (accuracy of the integer model on those same examples)."""
     if not has_int8(model):
         return {}, None
     int_model = to_int8(model, data.val[0])
@@ -134,5 +134,5 @@ def integer_check(model: nn.Module, cfg, data, device) -> tuple[dict, nn.Module 
                "int8_agreement": (int_pred == sim_pred).float().mean().item(),
                "transfer_examples": len(xt), "transfer_eps": cfg.eps_eval,
                "transfer_sim_robust_acc": accuracy(model, x_adv, yt, device),
-               "transfer_int8_acc": accuracy(int_model, x_adv.cpu(), yt.cpu(), "cpu")}
+               "int8_transfer_robust_acc": accuracy(int_model, x_adv.cpu(), yt.cpu(), "cpu")}
     return metrics, int_model

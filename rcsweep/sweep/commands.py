@@ -14,6 +14,8 @@ def register(sub) -> None:
     r.add_argument("--num-samples", type=int, help="number of trials (overrides the file)")
     r.add_argument("--max-concurrent", type=int, help="trials at once (overrides the file)")
     r.add_argument("--search-seed", type=int, help="seed of the search (overrides the file)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a trial parameter for the whole sweep (YAML value; repeatable), e.g. --set seed=1")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("resume", help="continue a stopped sweep, or extend a finished one",
@@ -32,16 +34,17 @@ def register(sub) -> None:
     v = sub.add_parser("validate", help="check a sweep file and show the trials it would run")
     v.add_argument("sweep", help="sweep file (YAML)")
     v.add_argument("--num-samples", type=int, help="number of trials (as for run)")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for run")
     v.set_defaults(func=cmd_validate)
 
 
-def _checked(source, name=None, **flags):
+def _checked(source, name=None, sets=None, **flags):
     """The resolved sweep; a bad override is reported under its flag (``--num-samples: ...``)."""
     from ..errors import ConfigError, UserError
     from .folder import resolve_spec
 
     try:
-        return resolve_spec(source, name, **flags)
+        return resolve_spec(source, name, sets, **flags)
     except ConfigError as e:
         if flags.get(e.field) is not None:
             raise UserError(f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}") from None
@@ -49,16 +52,18 @@ def _checked(source, name=None, **flags):
 
 
 def cmd_run(args) -> int:
+    from ..commands.trial import parse_sets
     from .folder import new_folder
 
     # bad input fails here, before Ray is imported or started
-    new_folder(args.storage, _checked(args.sweep, args.name, num_samples=args.num_samples,
+    sets = parse_sets(args.set)
+    new_folder(args.storage, _checked(args.sweep, args.name, sets, num_samples=args.num_samples,
                                       max_concurrent=args.max_concurrent, search_seed=args.search_seed))
     from .runner import run_sweep
 
     return run_sweep(args.sweep, name=args.name, storage=args.storage, address=args.address,
                      num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-                     search_seed=args.search_seed).exit_code
+                     search_seed=args.search_seed, sets=sets).exit_code
 
 
 def cmd_resume(args) -> int:
@@ -82,5 +87,7 @@ def cmd_status(args) -> int:
 def cmd_validate(args) -> int:
     from .summary import describe_spec
 
-    print(describe_spec(_checked(args.sweep, num_samples=args.num_samples)))
+    from ..commands.trial import parse_sets
+
+    print(describe_spec(_checked(args.sweep, None, parse_sets(args.set), num_samples=args.num_samples)))
     return 0

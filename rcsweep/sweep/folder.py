@@ -46,11 +46,16 @@ def resolve_storage(storage) -> Path:
     return Path(text).expanduser().resolve()
 
 
-def resolve_spec(source, name=None, **overrides) -> SweepSpec:
+def resolve_spec(source, name=None, sets: dict | None = None, **overrides) -> SweepSpec:
     """The sweep as it will run: the file (or dict) with ``num_samples``, ``max_concurrent``,
     ``search_seed`` overrides applied and ``num_samples`` resolved, so that a resume counts from
-    the same number. A grid sweep cannot have more trials than its points and references."""
+    the same number. A grid sweep cannot have more trials than its points and references.
+    ``sets``: trial parameters fixed for the whole sweep (``rcsweep run --set seed=1``); a parameter
+    the file searches is no longer searched."""
     spec = load_sweep(source, name)
+    if sets:
+        space = {k: v for k, v in spec.to_dict()["space"].items() if k not in sets}
+        spec = spec.replace(fixed={**spec.fixed, **sets}, space=space)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         spec = spec.replace(**changes)

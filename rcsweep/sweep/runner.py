@@ -66,7 +66,7 @@ class SweepOutcome:
 
 
 def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=None, max_concurrent=None,
-              search_seed=None, *, argv=None, quiet: bool = False) -> SweepOutcome:
+              search_seed=None, *, sets: dict | None = None, argv=None, quiet: bool = False) -> SweepOutcome:
     """Run the sweep in ``path_or_dict`` (a YAML path or a dict) into ``STORAGE/NAME``.
 
     Args:
@@ -74,9 +74,10 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
         storage: the parent folder or ``file://`` URI (default ``./rcsweep-results``).
         address: a Ray cluster to join (default: ``RAY_ADDRESS``, else a new local Ray).
         num_samples, max_concurrent, search_seed: override the sweep file's values.
+        sets: trial parameters fixed for this sweep (``--set``), e.g. ``{"seed": 1}``.
         argv: the command line, recorded as provenance (default ``sys.argv``).
     """
-    spec = resolve_spec(path_or_dict, name, num_samples=num_samples, max_concurrent=max_concurrent,
+    spec = resolve_spec(path_or_dict, name, sets, num_samples=num_samples, max_concurrent=max_concurrent,
                         search_seed=search_seed)
     folder = new_folder(storage, spec)
     prov = provenance(argv, path_or_dict if not isinstance(path_or_dict, dict) else None)

@@ -48,6 +48,11 @@ def format_status(st: Status) -> str:
     lines = [f"sweep {st.spec.name} in {st.folder} ({state})",
              f"trials: {st.counts.get('finished', 0)} finished, {st.counts.get('running', 0)} running, "
              f"{st.counts.get('failed', 0)} failed, of {st.planned} planned"]
+    if st.counts.get("early_stopped"):
+        lines[-1] += f", {st.counts['early_stopped']} stopped early"
+    flagged = _flag_counts(st.table)
+    if flagged:
+        lines.append("flagged (off the front): " + ", ".join(f"{n} {f}" for f, n in flagged.items()))
     if st.driver != "running" and st.counts.get("running"):
         lines.append(f"  the driver is not running: 'rcsweep resume {st.folder}' continues the unfinished trials")
     if st.table is not None and len(st.table):
@@ -64,6 +69,20 @@ def format_status(st: Status) -> str:
         for _, r in failed.iterrows():
             lines.append(f"failed {r['trial_id']}: {r['error']}")
     return "\n".join(lines)
+
+
+def _flag_counts(table) -> dict:
+    """Finished trials per flag that keeps a trial off the front (rcsweep.trial_status)."""
+    from ..trial_status import FLAGS, row_flags
+
+    counts: dict = {}
+    if table is None:
+        return counts
+    for _, r in table[table["status"] == "finished"].iterrows():
+        for f in row_flags(r):
+            if f in FLAGS and not FLAGS[f].on_front:
+                counts[f] = counts.get(f, 0) + 1
+    return counts
 
 
 def last_stage(folder: Path, trial_id: str) -> str:
@@ -108,7 +127,32 @@ def describe_spec(spec: SweepSpec) -> str:
         space, study = ConditionalSpace(spec), optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         known += [spec.trial_config(space(study.ask())) for _ in range(spec.total_trials() - len(known))]
     lines.append(estimated_cost(known, exact=spec.search == "grid"))
+    weak = eval_budget_line(spec)
+    if weak:
+        lines.append(weak)
     return "\n".join(lines)
+
+
+def eval_budget_line(spec: SweepSpec) -> str:
+    """A warning line when the sweep's evaluation budget can go below the documented floor
+    (:func:`rcsweep.evaluate.eval_budget_warning`: APGD ``eval_steps`` >= 20 and ``eval_restarts``
+    >= 2), else ''. Each setting is taken at the lowest value it can have in a trial: fixed (else
+    rcsweep's default), searched (the space's lowest choice or bound) or set by a reference."""
+    from ..evaluate import EVAL_RESTARTS_FLOOR, EVAL_STEPS_FLOOR, eval_budget_warning
+
+    low, where = {}, {}
+    for name in ("eval_steps", "eval_restarts"):
+        cands = [(spec.fixed[name], "fixed") if name in spec.fixed else (getattr(TrialConfig, name), "default")]
+        if name in spec.space:
+            cands.append((min(spec.space[name].values), "searched"))
+        cands += [(r[name], f"set by reference {i}") for i, r in enumerate(spec.references) if name in r]
+        low[name], where[name] = min(cands, key=lambda c: c[0])
+    text = eval_budget_warning(int(low["eval_steps"]), int(low["eval_restarts"]))
+    if not text:
+        return ""
+    whence = ", ".join(f"{n} {where[n]}" for n, floor in (("eval_steps", EVAL_STEPS_FLOOR),
+                                                          ("eval_restarts", EVAL_RESTARTS_FLOOR)) if low[n] < floor)
+    return f"  WARNING: {text} ({whence}); such trials get the weak_eval flag"
 
 
 def estimated_cost(trials: list[TrialConfig], exact: bool) -> str:

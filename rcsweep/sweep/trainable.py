@@ -30,7 +30,7 @@ from ray import tune
 from ..config import TrialConfig
 from ..errors import TrainingCollapsed
 from ..fileio import atomic_write_json
-from ..pipeline import Progress, continue_trial, load_trial_data, pretrain, save_trial
+from ..pipeline import Progress, check_target, continue_trial, load_trial_data, pretrain, save_trial
 from ..results import record_to_row, upsert_rows
 from ..sweepfile import METRICS
 from . import checkpoints
@@ -87,6 +87,7 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s) -
         metrics = {"stage": stage, **{k: v for k, v in metrics.items() if isinstance(v, _SCALARS)}}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
 
+    check_target(cfg)  # an unreachable compression target fails before pretraining
     data = load_trial_data(cfg)
     t = time.perf_counter()
     on_epoch = lambda s: report("pretrain", epoch=s.epoch + 1, val_clean_acc=s.val_clean_acc)  # noqa: E731

@@ -1,0 +1,114 @@
+"""``rcsweep flags DIR``: apply the installed rules of the table of statuses and flags
+(:mod:`rcsweep.trial_status`) to a finished sweep again, without evaluating anything.
+
+For each trial, as the rules of rcsweep change (a new flag, a stricter degeneracy test):
+
+- with a ``trials/<id>/record.json``: the record's flags are derived again from its own
+  evaluation, verification and metrics (:func:`rcsweep.trial_status.derive_flags`); the record and
+  its ``results.csv`` row are rewritten;
+- without one (committed results whose models and records were not kept): the flags that
+  ``results.csv`` alone supports are set on the row: ``weak_eval`` from ``eval_steps`` and
+  ``eval_restarts`` (:func:`rcsweep.evaluate.eval_budget_warning`), ``degenerate`` from ``clean_acc``, the
+  test-set size (:func:`analysis.common.n_test`) and, when the dataset is at hand, the
+  majority-class rate of the test images the trial was evaluated on (a constant classifier scores
+  exactly that), ``collapsed`` from the error of a failed trial,
+  and ``verify.csv``'s verdicts (``verified_robust_acc``, ``suspect``) when the folder has one.
+
+Returns what changed; nothing else in the folder is touched.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rcsweep.data import dataset_info, load_dataset
+from rcsweep.fileio import atomic_write_json
+from rcsweep.results import add_flag, read_rows, record_to_row, upsert_rows
+from rcsweep.trial_status import degeneracy, derive_flags, join_flags, parse_flags
+
+from .common import load_sweep, n_test, trial_dir
+from .verify import VERIFY_FILE, apply_verification
+
+
+def refresh_flags(folder, data_dir=None) -> dict:
+    """Re-derive every trial's flags in ``folder`` (module docstring). Returns
+    ``{flag: number of trials carrying it}`` after the refresh."""
+    folder = Path(folder)
+    df = load_sweep(folder)  # raises UserError for a folder that is not a sweep
+    sizes = n_test(folder, df)
+    raw = {r["trial_id"]: r for r in read_rows(folder)}
+    rows = []
+    for i, r in df.iterrows():
+        tid = str(r["trial_id"])
+        row = dict(raw[tid])
+        classes = dataset_info(r["dataset"]).num_classes
+        rec_path = trial_dir(folder, tid) / "record.json"
+        if r["status"] == "finished" and rec_path.is_file():
+            record = json.loads(rec_path.read_text())
+            ev = record.setdefault("evaluation", {})
+            if "weak_eval" not in ev:  # evaluated before the floor existed: judged by its settings
+                ev["weak_eval"] = _weak(record.get("params", {}))
+            record = derive_flags(record, classes)
+            atomic_write_json(rec_path, record)
+            new = record_to_row(tid, "finished", record, is_reference=bool(r.get("is_reference")))
+            keep = [f for f in parse_flags(row.get("flags")) if f in ("collapsed", "infeasible")]
+            new["flags"] = join_flags(parse_flags(new.get("flags")) + keep)
+            rows.append(new)
+            continue
+        if r["status"] == "finished" and not _nan(r.get("clean_acc")) and not _nan(sizes[i]):
+            why = degeneracy(float(r["clean_acc"]), int(sizes[i]), classes, _majority_rate(r, data_dir))
+            row["degenerate"], row["degenerate_reason"] = bool(why), why
+            flags = [f for f in parse_flags(row.get("flags")) if f != "degenerate"] + (["degenerate"] if why else [])
+            if str(row.get("suspect")).lower() == "true":
+                flags.append("suspect")
+            if _weak(r):
+                flags.append("weak_eval")
+            row["flags"] = join_flags(flags)
+        if r["status"] == "failed" and str(r.get("error") or "").startswith("TrainingCollapsed"):
+            add_flag(row, "collapsed")
+        rows.append(row)
+    if rows:
+        upsert_rows(folder, rows)
+    if (folder / VERIFY_FILE).is_file():
+        apply_verification(folder, pd.read_csv(folder / VERIFY_FILE, dtype={"trial_id": str}))
+    out = load_sweep(folder)
+    counts: dict = {}
+    for cell in out["flags"]:
+        for f in parse_flags(cell):
+            counts[f] = counts.get(f, 0) + 1
+    return counts
+
+
+def _weak(params) -> str:
+    """The evaluation-floor warning of a trial's settings ('' at or above the floor)."""
+    from rcsweep.evaluate import eval_budget_warning
+
+    steps, restarts = params.get("eval_steps"), params.get("eval_restarts")
+    if _nan(steps) or _nan(restarts):
+        return ""
+    return eval_budget_warning(int(steps), int(restarts))
+
+
+_MAJORITY: dict = {}
+
+
+def _majority_rate(row, data_dir) -> float | None:
+    """Share of the most frequent class among the trial's test images (None: dataset not at hand)."""
+    from rcsweep.errors import UserError
+
+    key = (row["dataset"], None if _nan(row.get("test_size")) else int(row["test_size"]))
+    if key not in _MAJORITY:
+        try:
+            _, y = load_dataset(key[0], "test", data_dir=data_dir, test_size=key[1])
+            _MAJORITY[key] = float(np.bincount(y.numpy()).max() / len(y))
+        except UserError:
+            _MAJORITY[key] = None
+    return _MAJORITY[key]
+
+
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))

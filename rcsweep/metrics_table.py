@@ -1,0 +1,186 @@
+"""Every per-trial metric, once: its name, unit, direction, axis label, hypervolume normalisation,
+valid range and the rule for which trials write it.
+
+This table is the single source for the metric names that a trial writes (``record.json``
+``metrics``), that ``results.csv`` has as columns, that a sweep file may name as an objective, that
+the Pareto and hypervolume code normalises and that the figures label. A metric declared here and
+never written by a trial that should write it is caught by ``tests/test_metrics_table.py``, which
+runs one trial per compression method and checks every applicable metric is present.
+
+Fields of :class:`Metric`:
+
+- ``unit``: ``fraction`` (accuracies and shares, in [0, 1]), ``count``, ``bits``, ``MACs``,
+  ``BOPs``, ``ms``, ``s``, ``FLOPs``, ``eps`` (pixel units of [0, 1] images), or ``""``;
+- ``direction``: ``max`` or ``min`` when the metric can be an objective (``None``: it cannot);
+- ``scale``: how :mod:`rcsweep.pareto` maps a value to a hypervolume gain: ``unit`` (values in
+  [0, 1]: ``g = v`` for max, ``1 - v`` for min), ``log_dense`` (``-log10(v / dense_model_bits)``),
+  ``log_ref`` (``-log10(v / v_ref)``, ``v_ref`` the largest value analysed together), ``ratio_ref``
+  (``1 - v / v_ref``);
+- ``low``/``high``: the valid closed range (``None``: unbounded); a reader that finds a value
+  outside it, or a non-finite one, excludes the trial and names trial and column;
+- ``kind``: ``float``, ``int``, ``bool``, ``str`` or ``json`` (list/dict cells);
+- ``when``: which trials write it: ``always``, ``quant`` (a quantizing compression), ``int8``
+  (weights and activations at 8 bits: the integer-model check), ``act_quant`` (activations
+  quantized below 32 bits), ``verified`` (written by ``rcsweep verify``, not by the trial).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+UNITS = ("fraction", "count", "bits", "MACs", "BOPs", "ms", "s", "FLOPs", "eps", "")
+SCALES = ("unit", "log_dense", "log_ref", "ratio_ref", None)
+WHEN = ("always", "quant", "int8", "act_quant", "verified")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    label: str
+    direction: Optional[str] = None
+    scale: Optional[str] = None
+    low: Optional[float] = 0.0
+    high: Optional[float] = None
+    kind: str = "float"
+    when: str = "always"
+    column: bool = True  # a results.csv column (False: record.json only)
+
+    def __post_init__(self):
+        assert self.unit in UNITS, self.unit
+        assert self.scale in SCALES, self.scale
+        assert self.when in WHEN, self.when
+        assert self.direction in ("max", "min", None), self.direction
+        assert (self.direction is None) == (self.scale is None), f"{self.name}: an objective needs a scale"
+
+    def check(self, value: Any) -> Optional[str]:
+        """``None`` if ``value`` is valid for this metric (or missing), else a short reason."""
+        if value is None or self.kind in ("str", "json", "bool"):
+            return None
+        if isinstance(value, bool):
+            return f"{self.name}={value!r} is not a number"
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return f"{self.name}={value!r} is not a number"
+        if math.isnan(v):
+            return None  # an empty cell
+        if not math.isfinite(v):
+            return f"{self.name}={value} is not finite"
+        if self.low is not None and v < self.low:
+            return f"{self.name}={v:g} is below {self.low:g}"
+        if self.high is not None and v > self.high:
+            return f"{self.name}={v:g} is above {self.high:g}"
+        return None
+
+
+def _acc(name, label, when="always", direction="max", column=True):
+    return Metric(name, "fraction", label, direction, "unit" if direction else None, 0.0, 1.0, when=when,
+                  column=column)
+
+
+METRICS: tuple[Metric, ...] = (
+    # accuracy (rcsweep.evaluate)
+    _acc("clean_acc", "clean accuracy (%)"),
+    _acc("robust_acc", "robust accuracy{eps} (%)"),
+    Metric("robust_acc_curve", "fraction", "robust accuracy per eps", low=None, kind="json"),
+    Metric("suspect", "", "suspect (masking check failed)", low=None, kind="bool"),
+    Metric("suspect_reason", "", "why suspect", low=None, kind="str"),
+    Metric("degenerate", "", "degenerate (chance-level or one-class)", low=None, kind="bool"),
+    Metric("degenerate_reason", "", "why degenerate", low=None, kind="str"),
+    _acc("majority_pred_frac", "share of the most predicted class", direction=None),
+    Metric("flags", "", "flags", low=None, kind="str"),
+    # efficiency (rcsweep.metrics), counted on the compressed model
+    Metric("params", "count", "parameters (count)", "min", "log_ref", kind="int"),
+    Metric("params_nonzero", "count", "non-zero parameters (count)", "min", "log_ref", kind="int"),
+    _acc("sparsity_measured", "measured sparsity (%)"),
+    Metric("channels_removed", "fraction", "channels removed (%)", high=1.0),
+    Metric("model_bits", "bits", "model size (bits)", "min", "log_dense", kind="int"),
+    Metric("dense_model_bits", "bits", "dense model size (bits)", kind="int"),
+    Metric("weight_bits_measured", "bits", "measured weight bits", low=1, high=32, kind="int"),
+    Metric("macs", "MACs", "multiply-accumulates per example (MACs)", "min", "log_ref", kind="int"),
+    Metric("macs_nonzero", "MACs", "non-zero multiply-accumulates per example (MACs)", "min", "log_ref",
+           kind="int"),
+    Metric("bops", "BOPs", "bit operations per example (BOPs)", "min", "log_ref"),
+    Metric("latency_ms_b1", "ms", "latency at batch 1 (ms)", "min", "ratio_ref"),
+    Metric("latency_ms_b128", "ms", "latency at batch 128 (ms)", "min", "ratio_ref"),
+    Metric("latency_model", "", "model timed", low=None, kind="str", column=False),
+    Metric("latency_threads", "count", "CPU threads timed with", kind="int", column=False),
+    # the integer model of w8a8 trials (rcsweep.compress.int8)
+    _acc("int8_clean_acc", "int8 clean accuracy (%)", when="int8"),
+    _acc("sim_clean_acc", "simulated-quantization clean accuracy (%)", when="int8", direction=None,
+         column=False),
+    _acc("int8_agreement", "int8/simulated agreement (%)", when="int8", direction=None, column=False),
+    Metric("transfer_examples", "count", "transfer-check examples", kind="int", when="int8", column=False),
+    Metric("transfer_eps", "eps", "transfer-check eps", when="int8", column=False),
+    _acc("transfer_sim_robust_acc", "simulated model's robust accuracy on the transfer examples (%)",
+         when="int8", direction=None, column=False),
+    _acc("int8_transfer_robust_acc", "int8 transfer robust accuracy (%)", when="int8"),
+    # independent verification (rcsweep verify)
+    _acc("verified_robust_acc", "independently verified robust accuracy (%)", when="verified"),
+    # per-stage wall time and training compute (rcsweep.pipeline)
+    Metric("time_pretrain_s", "s", "pretraining time (s)", "min", "ratio_ref"),
+    Metric("time_compress_s", "s", "compression time (s)", "min", "ratio_ref"),
+    Metric("time_finetune_s", "s", "fine-tuning time (s)", "min", "ratio_ref"),
+    Metric("time_evaluate_s", "s", "evaluation time (s)", "min", "ratio_ref"),
+    Metric("flops_pretrain", "FLOPs", "pretraining compute (FLOPs)", "min", "ratio_ref"),
+    Metric("flops_finetune", "FLOPs", "fine-tuning compute (FLOPs)", "min", "ratio_ref"),
+)
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+assert len(BY_NAME) == len(METRICS), "a metric is declared twice"
+#: the results.csv metric columns, in table order
+COLUMNS: tuple[str, ...] = tuple(m.name for m in METRICS if m.column)
+#: metrics a sweep may optimise (``objectives:`` and ``constraints:``)
+OBJECTIVES: tuple[str, ...] = tuple(m.name for m in METRICS if m.direction is not None)
+#: the default objectives of a sweep and of ``rcsweep pareto``
+DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (("robust_acc", "max"), ("model_bits", "min"))
+#: renamed metrics: old name -> new name (read from records written by older rcsweep)
+RENAMED = {"transfer_int8_acc": "int8_transfer_robust_acc"}
+
+
+def metric(name: str) -> Metric:
+    """The metric called ``name``; KeyError if none."""
+    return BY_NAME[name]
+
+
+def label(name: str, eps_text: str = "") -> str:
+    """The axis label of a metric (its name when not a metric)."""
+    m = BY_NAME.get(name)
+    return m.label.format(eps=eps_text) if m else name
+
+
+def is_percent(name: str) -> bool:
+    m = BY_NAME.get(name)
+    return m is not None and m.unit == "fraction"
+
+
+def applies(m: Metric, params: dict) -> bool:
+    """Whether a trial with these (flat) parameters writes metric ``m``."""
+    comp = str(params.get("compression") or "none")
+    quant = comp.endswith("quant")
+    wb, ab = params.get("weight_bits"), params.get("act_bits")
+    if m.when == "always":
+        return True
+    if m.when == "quant":
+        return quant
+    if m.when == "act_quant":
+        return quant and ab is not None and int(ab) < 32
+    if m.when == "int8":
+        return quant and wb is not None and ab is not None and int(wb) == 8 and int(ab) == 8
+    return False  # verified: written after the trial
+
+
+def upgrade(metrics: dict) -> dict:
+    """A record's ``metrics`` with renamed metrics under their current names (old records)."""
+    out = dict(metrics)
+    for old, new in RENAMED.items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out
+
+
+def invalid(values: dict) -> list[str]:
+    """Reasons, one per invalid metric among ``values`` (name -> value): non-finite or out of range."""
+    return [r for k, v in values.items() if k in BY_NAME for r in [BY_NAME[k].check(v)] if r]

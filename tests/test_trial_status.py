@@ -1,0 +1,112 @@
+"""The table of statuses and flags (rcsweep.trial_status): the degeneracy rule with the values the
+committed FashionMNIST study showed, flag derivation from a record, and what each flag keeps off
+the front and out of the cell means."""
+import pandas as pd
+import pytest
+
+from analysis.common import load_sweep, split_usable
+from analysis.pareto import pareto_analysis
+from analysis.report import write_report
+from analysis.tables import accuracy_long
+from rcsweep import TrialConfig, run_trial
+from rcsweep.results import record_to_row, upsert_rows
+from rcsweep.trial_status import FLAGS, STATUSES, binomial_upper, degeneracy, derive_flags, exclusion
+
+from analysis_helpers import STANDARD_ROWS, record, write_sweep
+
+
+def test_every_status_and_flag_has_a_rule_for_front_cells_and_sampler():
+    assert set(STATUSES) == {"running", "finished", "failed", "early_stopped"}
+    assert {"suspect", "degenerate", "collapsed", "infeasible", "invalid", "weak_eval"} <= set(FLAGS)
+    for rule in [*STATUSES.values(), *FLAGS.values()]:
+        assert rule.sampler in ("objectives", "failed", "pruned", "infeasible", "pending", "not told")
+    assert "stopped" not in STATUSES  # the driver's state, not a trial's
+
+
+@pytest.mark.parametrize("clean, n, majority, pred, degenerate", [
+    (0.094, 500, None, None, True),    # fmnist 5ab03997: a constant classifier at 9.4% (below chance)
+    (0.126, 500, None, None, True),    # at the upper end of chance's 95% interval on 500 images
+    (0.127, 500, None, None, False),
+    (0.130, 500, 0.130, None, True),   # fmnist 0e0783a3: one class, 13% of the first 500 test images
+    (0.159, 500, 0.130, None, True),
+    (0.170, 500, 0.130, None, False),
+    (0.600, 500, 0.130, 1.0, True),    # a single predicted class, whatever the labels
+    (0.840, 1000, 0.1, 0.2, False),
+    (0.550, 100, None, None, False),  # 2 classes would be at chance; 10 are not
+])
+def test_degeneracy(clean, n, majority, pred, degenerate):
+    assert bool(degeneracy(clean, n, 10, majority, pred)) is degenerate
+
+
+def test_binomial_upper_bound_value():
+    assert binomial_upper(0.1, 500) == pytest.approx(0.1 + 1.959964 * (0.09 / 500) ** 0.5)
+    assert degeneracy(0.55, 100, 2)  # 2 classes: 0.55 is inside 0.5 +- 0.098
+
+
+def test_derive_flags_joins_checks_verification_and_degeneracy():
+    rec = {"metrics": {"clean_acc": 0.095, "robust_acc": 0.09, "flags": "collapsed"},
+           "evaluation": {"n_test": 500, "checks": {"large_eps": {"passed": False, "detail": "0.3 at eps 0.5"},
+                                                    "gradient": {"passed": True, "detail": "ok"}}},
+           "verification": {"suspect": True, "suspect_reason": "rcsweep 0.4 vs independent 0.3",
+                            "robust_acc_independent": 0.3}}
+    m = derive_flags(rec, 10)["metrics"]
+    assert m["suspect"] and m["suspect_reason"] == "large_eps: 0.3 at eps 0.5; verify: rcsweep 0.4 vs independent 0.3"
+    assert m["degenerate"] and "chance 0.100" in m["degenerate_reason"]
+    assert m["verified_robust_acc"] == 0.3
+    assert m["flags"] == "suspect;degenerate;collapsed"
+    rec["metrics"]["clean_acc"], rec["verification"] = 0.9, {}
+    rec["evaluation"]["checks"]["large_eps"]["passed"] = True
+    m = derive_flags(rec, 10)["metrics"]
+    assert not m["suspect"] and not m["degenerate"] and m["flags"] == "collapsed"
+
+
+def test_flagged_rows_stay_off_the_front_and_out_of_cell_means(tmp_path):
+    rows = STANDARD_ROWS + [
+        # a degenerate model that would dominate the front on size (constant classifier, tiny)
+        ("t09", "finished", dict(compression="prune", sparsity=0.99, bits=800, clean=0.094, robust=0.094)),
+    ]
+    write_sweep(tmp_path, rows)
+    df = load_sweep(tmp_path)
+    # the writer's flags: derive them as a trial would (n_test 500, 10 classes)
+    recs = []
+    for tid, status, kw in rows:
+        if status == "finished":
+            rec = record(**kw)
+            rec["evaluation"] = {"n_test": 500, "checks": {}}
+            if kw.get("suspect"):
+                rec["evaluation"]["checks"] = {"large_eps": {"passed": False, "detail": kw["reason"]}}
+            recs.append(record_to_row(tid, status, derive_flags(rec, 10)))
+    upsert_rows(tmp_path, recs)
+    df = load_sweep(tmp_path).set_index("trial_id", drop=False)
+    assert df.loc["t09", "degenerate"] and df.loc["t09", "flags"] == "degenerate"
+    assert df.loc["t06", "flags"] == "suspect"
+    usable, excluded = split_usable(df, ["robust_acc"], use="cell")
+    assert {"t06", "t09"} <= set(excluded["trial_id"]) and not {"t06", "t09"} & set(usable["trial_id"])
+    assert excluded.set_index("trial_id").loc["t09", "reason"].startswith("degenerate: clean accuracy 0.094")
+    front = pareto_analysis(df.reset_index(drop=True), "robust_acc:max,model_bits:min").front
+    assert "t09" not in set(front["trial_id"]) and "t06" not in set(front["trial_id"])
+    long = accuracy_long(usable, pd.Series(500.0, index=usable.index))
+    assert long["n_seeds"].sum() == 2 * len(usable)  # clean and robust cells; t06/t09 counted in none
+    assert not {"t06", "t09"} & {t for ids in long["trial_ids"] for t in ids}
+    text = write_report(tmp_path).read_text()
+    assert "left out: 2 trials (1 suspect, 1 degenerate)" in text
+    assert "| t09 |" in text.split("## Flagged trials")[1].split("##")[0]
+
+
+def test_exclusion_reasons_name_the_status_or_flag():
+    assert exclusion({"status": "failed", "error": "boom"}) == "failed: boom"
+    assert exclusion({"status": "early_stopped"}) == "early_stopped: not finished"
+    assert exclusion({"status": "finished", "flags": "weak_eval"}) == ""  # kept, said in the report
+    assert exclusion({"status": "finished", "flags": "infeasible"}).startswith("infeasible")
+    assert exclusion({"status": "finished", "suspect": "True", "suspect_reason": "x"}) == "suspect: x"
+    assert exclusion({"status": "weird"}).startswith("unknown status")
+
+
+def test_an_untrained_pruned_model_without_finetuning_is_flagged_degenerate(tmp_path):
+    """Every route is checked, also compression without fine-tuning (never checked for collapse)."""
+    rec = run_trial(TrialConfig(dataset="digits", pretrain_epochs=0, compression="prune_structured", sparsity=0.5,
+                                eval_steps=2, eval_restarts=1, test_size=120), tmp_path, device="cpu")
+    m = rec["metrics"]
+    assert m["degenerate"] and "degenerate" in m["flags"].split(";"), m
+    assert rec["evaluation"]["n_test"] == 120 and rec["evaluation"]["num_classes"] == 10
+    assert 0 < m["majority_pred_frac"] <= 1
