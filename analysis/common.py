@@ -93,6 +93,8 @@ def compression_level(row) -> str:
             parts.append(f"w{int(w)}a{int(a)}")
         if isinstance(row.get("quant_mode"), str):
             parts.append(row["quant_mode"])
+        if row.get("quant_scheme") == "minmax_tensor":  # the study's quantizer; the default is not named
+            parts.append("minmax")
     return " ".join(parts)
 
 

@@ -203,3 +203,38 @@ def plot_activation_grid(maps, stem) -> list[Path]:
         ax.set_yticks([])
     fig.suptitle(f"{maps['title']}: activations of {maps['layer']} (pixels; colour = activation value)", fontsize=8)
     return save(fig, stem)
+
+
+def plot_compression_curves(curves, stem, eps: str = "") -> list[Path]:
+    """The study's Figure 1: clean (top) and robust (bottom) accuracy against structured sparsity
+    (left) and weight bits (right), one line per training route, a band of ±1 standard deviation
+    over seeds where there are several; ``curves`` from :func:`analysis.tables.compression_curves`."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), layout="constrained", sharey="row")
+    colors = colors_for("route", curves["route"])
+    for col, axis in enumerate(("sparsity", "weight_bits")):
+        for row, metric in enumerate(("clean_acc", "robust_acc")):
+            ax = axes[row, col]
+            c = curves[(curves["axis"] == axis) & (curves["metric"] == metric)]
+            for rt, g in c.groupby("route", sort=False):
+                g = g.sort_values("x")
+                x = g["x"] * 100 if axis == "sparsity" else g["x"]
+                ax.plot(x, g["mean"] * 100, color=colors[rt], marker=route_marker(rt), ms=5, lw=1.6, label=rt)
+                band = g["std"].fillna(0) * 100
+                ax.fill_between(x, g["mean"] * 100 - band, g["mean"] * 100 + band, color=colors[rt], alpha=0.15, lw=0)
+            if axis == "weight_bits":
+                ax.set_xscale("log", base=2)
+                ticks = sorted(c["x"].unique())
+                ax.set_xticks(ticks, [("32 (float)" if t == 32 else f"{t:g}") for t in ticks])
+                ax.invert_xaxis()
+                ax.set_xlabel("weight bits (8-bit activations; 32 = dense float model)")
+            else:
+                ax.set_xlabel("structured sparsity: filters removed per layer (%; 0 = dense)")
+            ax.set_ylabel("clean accuracy (%)" if metric == "clean_acc" else f"robust accuracy{eps} (%)")
+            ax.set_ylim(0, 100)
+            ax.grid(True, alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle("Accuracy against compression, per training route (mean over seeds, band ±1 sd)", fontsize=10)
+    return save(fig, stem)

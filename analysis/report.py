@@ -18,8 +18,8 @@ from .common import (compression_level, exclusion_counts, is_reference, load_swe
                      split_usable)
 from .export import to_csv
 from .pareto import DEFAULT_OBJECTIVES, pareto_analysis
-from .tables import (accuracy_long, compute_table, flagged_rows, recovery_table, robustness_curves, study_table,
-                     wilson_interval)
+from .tables import (accuracy_long, compression_curves, compute_table, flagged_rows, recovery_table,
+                     robustness_curves, study_table, wilson_interval)
 
 
 def md_table(df: pd.DataFrame, index: bool = True) -> str:
@@ -188,6 +188,15 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
            "see *Flagged trials*) are left out.\n"]
     for metric, name in (("robust_acc", f"Robust accuracy{eps}"), ("clean_acc", "Clean accuracy")):
         md += [f"### {name} (%), by fine-tuning\n", md_table(study_table(long, metric))]
+
+    fig1 = compression_curves(usable)
+    if fig1["n_seeds"].gt(0).any() and fig1.groupby(["route", "axis"]).size().max() > 1:
+        to_csv(fig1, out / "compression_curves.csv")
+        plots.plot_compression_curves(fig1, out / "compression_curves", eps)
+        md += ["## Accuracy against compression\n", "![Accuracy against compression](compression_curves.png)\n",
+               "Clean and robust accuracy against structured sparsity and against weight bits (8-bit activations), "
+               "one line per training route, mean over seeds with a ±1 standard deviation band "
+               "(`compression_curves.csv`); the dense model is the point at sparsity 0 and at 32 bits.\n"]
 
     curves = robustness_curves(usable)
     if not curves.empty:

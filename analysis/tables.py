@@ -19,7 +19,7 @@ from .common import compression_level, route
 
 Z95 = 1.959963984540054
 METHOD_FIELDS = ("seed", "pretrain", "compression", "sparsity", "prune_scope", "weight_bits", "act_bits", "quant_mode",
-                 "finetune", "finetune_epochs", "finetune_lr", "eps_finetune", "eps_curve", "eps_pretrain",
+                 "quant_scheme", "finetune", "finetune_epochs", "finetune_lr", "eps_finetune", "eps_curve", "eps_pretrain",
                  "eps_ramp_epochs")
 FINETUNE_FIELDS = ("finetune_epochs", "finetune_lr", "eps_finetune")
 STAGE_TIMES = ("time_pretrain_s", "time_compress_s", "time_finetune_s", "time_evaluate_s")
@@ -217,3 +217,29 @@ def suspect_rows(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["trial_id", "route", "compression_level", "robust_acc", "suspect_reason"])
     s = label_rows(s)
     return s[["trial_id", "route", "compression_level", "robust_acc", "suspect_reason"]]
+
+
+def compression_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """The study's Figure 1 as a table: clean and robust accuracy against structured sparsity and
+    against weight bits, per training route (pretraining x fine-tuning), over seeds.
+
+    ``df``: usable rows. The dense model of a route is the point at sparsity 0 and at 32 bits.
+    Columns: ``route``, ``axis`` (``sparsity`` | ``weight_bits``), ``x``, ``metric`` (``clean_acc`` |
+    ``robust_acc``), ``mean``, ``std`` (over seeds; NaN with one), ``n_seeds``, ``trial_ids``.
+    Unstructured pruning, pruning combined with quantization, non-default quantizers and act bits
+    other than 8 are left out (they have figures of their own in the report)."""
+    rows = []
+    d = label_rows(df)
+    dense = d[d["compression"] == "none"]
+    prune = d[d["compression"] == "prune_structured"]
+    quant = d[(d["compression"] == "quant") & (d["act_bits"] == 8)
+              & (d.get("quant_scheme", pd.Series("mse_channel", index=d.index)).fillna("mse_channel") == "mse_channel")]
+    for axis, part, dense_x in (("sparsity", prune, 0.0), ("weight_bits", quant, 32.0)):
+        both = pd.concat([dense.assign(_x=dense_x), part.assign(_x=part[axis].astype(float))])
+        for (rt, x), g in both.groupby(["route", "_x"], sort=True):
+            for metric in ("clean_acc", "robust_acc"):
+                v = g[metric].astype(float)
+                rows.append({"route": rt, "axis": axis, "x": x, "metric": metric, "mean": v.mean(),
+                             "std": v.std() if len(v) > 1 else float("nan"), "n_seeds": len(v),
+                             "trial_ids": list(g["trial_id"])})
+    return pd.DataFrame(rows, columns=["route", "axis", "x", "metric", "mean", "std", "n_seeds", "trial_ids"])

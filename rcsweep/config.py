@@ -23,6 +23,7 @@ SCHEMA_VERSION = 1
 PRETRAIN = ("standard", "adversarial")
 COMPRESSION = ("none", "prune", "prune_structured", "quant", "prune_quant", "prune_structured_quant")
 QUANT_MODE = ("ptq", "qat")
+QUANT_SCHEME = ("mse_channel", "minmax_tensor")  # rcsweep's quantizer; the study's (Thorsteinsson et al.)
 FINETUNE = ("none", "clean", "adversarial")
 NORM = ("linf", "l2")
 LR_SCHEDULE = ("cosine", "step", "constant")
@@ -81,6 +82,7 @@ class TrialConfig:
     weight_bits: Optional[int] = None
     act_bits: Optional[int] = None
     quant_mode: Optional[str] = None
+    quant_scheme: Optional[str] = None  # mse_channel (default) | minmax_tensor
     # stage 3: fine-tuning
     finetune: str = "none"
     finetune_epochs: Optional[int] = None
@@ -133,7 +135,7 @@ class TrialConfig:
         prune, quant = uses_pruning(self.compression), uses_quant(self.compression)
         self._applies("sparsity", prune, "a pruning compression")
         self._applies("prune_scope", self.compression in ("prune", "prune_quant"), "unstructured pruning")
-        for name in ("weight_bits", "act_bits", "quant_mode"):
+        for name in ("weight_bits", "act_bits", "quant_mode", "quant_scheme"):
             self._applies(name, quant, "a quantizing compression")
         if self.sparsity is not None and not 0 <= self.sparsity <= 0.99:
             raise ConfigError("sparsity", f"must be in [0, 0.99], got {self.sparsity}")
@@ -145,6 +147,8 @@ class TrialConfig:
             raise ConfigError("act_bits", f"unsupported bit-width {self.act_bits}; use 2..16 or 32 (float)")
         if self.quant_mode is not None:
             _choice("quant_mode", self.quant_mode, QUANT_MODE)
+        if self.quant_scheme is not None:
+            _choice("quant_scheme", self.quant_scheme, QUANT_SCHEME)
         ft = self.finetune != "none"
         self._applies("finetune_epochs", ft, "finetune: clean or adversarial")
         self._applies("finetune_lr", ft, "finetune: clean or adversarial")
@@ -195,6 +199,8 @@ class TrialConfig:
                 s("act_bits", 8)
             if self.quant_mode is None:
                 s("quant_mode", "ptq")
+            if self.quant_scheme is None:
+                s("quant_scheme", "mse_channel")
         if self.finetune != "none":
             if self.finetune_epochs is None:
                 s("finetune_epochs", 3)
@@ -230,7 +236,7 @@ class TrialConfig:
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrialConfig))
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
 _DEPENDENT_DEFAULTS = ("model", "eps_pretrain", "eps_ramp_epochs", "sparsity", "prune_scope", "weight_bits",
-                       "act_bits", "quant_mode", "finetune_epochs", "finetune_lr", "eps_finetune")
+                       "act_bits", "quant_mode", "quant_scheme", "finetune_epochs", "finetune_lr", "eps_finetune")
 
 
 def _explicit(cfg: TrialConfig) -> dict[str, Any]:
@@ -253,7 +259,7 @@ def applicable(name: str, params: dict[str, Any]) -> bool:
         return uses_pruning(compression)
     if name == "prune_scope":
         return compression in ("prune", "prune_quant")
-    if name in ("weight_bits", "act_bits", "quant_mode"):
+    if name in ("weight_bits", "act_bits", "quant_mode", "quant_scheme"):
         return uses_quant(compression)
     if name in ("finetune_epochs", "finetune_lr"):
         return finetune != "none"

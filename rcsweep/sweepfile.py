@@ -33,11 +33,12 @@ NEVER_SEARCHED = ("eps_eval", "dataset")
 # what makes a method-dependent parameter apply, to validate its values on their own
 _CONTEXT = {"sparsity": {"compression": "prune"}, "prune_scope": {"compression": "prune"},
             "weight_bits": {"compression": "quant"}, "act_bits": {"compression": "quant"},
-            "quant_mode": {"compression": "quant"}, "eps_pretrain": {"pretrain": "adversarial"},
+            "quant_mode": {"compression": "quant"}, "quant_scheme": {"compression": "quant"}, "eps_pretrain": {"pretrain": "adversarial"},
             "eps_ramp_epochs": {"pretrain": "adversarial"}, "finetune_epochs": {"finetune": "clean"},
             "finetune_lr": {"finetune": "clean"}, "eps_finetune": {"finetune": "adversarial"}}
 METHOD_KEYS = {"sparsity": ("compression",), "prune_scope": ("compression",), "weight_bits": ("compression",),
-               "act_bits": ("compression",), "quant_mode": ("compression",), "eps_pretrain": ("pretrain",),
+               "act_bits": ("compression",), "quant_mode": ("compression",), "quant_scheme": ("compression",),
+               "eps_pretrain": ("pretrain",),
                "eps_ramp_epochs": ("pretrain",), "finetune_epochs": ("finetune",), "finetune_lr": ("finetune",),
                "eps_finetune": ("finetune",)}
 

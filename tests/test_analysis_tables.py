@@ -129,3 +129,29 @@ def test_pretrain_seconds_sum_the_epochs_of_the_record(tmp_path):
         (folder / "trials" / tid / "record.json").write_text(json.dumps({"history": {"pretrain": hist}}))
     s = pretrain_seconds(folder, load_sweep(folder))
     assert s.iloc[0] == pytest.approx(3.5) and math.isnan(s.iloc[1]) and math.isnan(s.iloc[2])
+
+
+def test_compression_curves_are_the_studys_figure_1(tmp_path):
+    from analysis.common import split_usable
+    from analysis.report import write_report
+    from analysis.tables import compression_curves
+
+    rows = []
+    for seed, (c0, c5, c4) in enumerate([(0.80, 0.70, 0.78), (0.84, 0.74, 0.80)]):
+        rows += [(f"d{seed}", "finished", dict(seed=seed, clean=c0, robust=0.1)),
+                 (f"p{seed}", "finished", dict(seed=seed, compression="prune_structured", sparsity=0.5, clean=c5,
+                                               robust=0.05)),
+                 (f"q{seed}", "finished", dict(seed=seed, compression="quant", weight_bits=4, clean=c4, robust=0.08)),
+                 (f"m{seed}", "finished", dict(seed=seed, compression="quant", weight_bits=4,
+                                               quant_scheme="minmax_tensor", clean=0.1, robust=0.1))]
+    usable, _ = split_usable(load_sweep(write_sweep(tmp_path, rows)))
+    c = compression_curves(usable).set_index(["axis", "x", "metric"])
+    assert c.loc[("sparsity", 0.0, "clean_acc"), "mean"] == pytest.approx(0.82)  # the dense model at 0
+    assert c.loc[("sparsity", 0.5, "clean_acc"), "mean"] == pytest.approx(0.72)
+    assert c.loc[("sparsity", 0.5, "clean_acc"), "std"] == pytest.approx(0.0283, abs=1e-3)
+    assert c.loc[("weight_bits", 32.0, "robust_acc"), "n_seeds"] == 2
+    assert c.loc[("weight_bits", 4.0, "clean_acc"), "mean"] == pytest.approx(0.79)  # minmax rows not mixed in
+    assert set(c["route"]) == {"standard pretrain, none FT"}
+    text = write_report(tmp_path).read_text()
+    assert "![Accuracy against compression](compression_curves.png)" in text
+    assert (tmp_path / "report" / "compression_curves.png").is_file()

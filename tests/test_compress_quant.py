@@ -114,3 +114,40 @@ def test_no_integer_model_below_8_bits():
     cfg = config(compression="quant", weight_bits=4)
     compress_(copy.deepcopy(model), cfg, data.val)
     assert integer_check(model, cfg, data, "cpu") == ({}, None)
+
+
+def test_minmax_tensor_scheme_is_the_studys_quantizer():
+    """quant_scheme minmax_tensor: one scale per weight tensor (max|w| / qmax) and activation
+    ranges at the observed min and max; the default mse_channel clips per channel."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 3, 3, 3) * torch.linspace(0.1, 2, 6).view(-1, 1, 1, 1)
+    q = WeightFakeQuant(4, 6, "minmax_tensor")
+    q.calibrate(w)
+    assert torch.allclose(q.scale, torch.full((6,), float(w.abs().max()) / 7))
+    # the narrow channels lose nearly all their levels: the error the study's 4-bit collapse suggests
+    mse = WeightFakeQuant(4, 6)
+    mse.calibrate(w)
+    err_tensor, err_channel = ((q(w) - w) ** 2).mean(), ((mse(w) - w) ** 2).mean()
+    assert err_tensor > 1.5 * err_channel
+    x = torch.cat([torch.relu(torch.randn(10000)), torch.tensor([25.0])])  # one outlier
+    a, b = ActFakeQuant(4, scheme="minmax_tensor"), ActFakeQuant(4)
+    a.calibrate_next = b.calibrate_next = True
+    a(x), b(x)
+    assert float(a.lo) == 0.0 and float(a.hi) == 25.0  # min-max keeps the outlier
+    assert float(b.hi) < 25.0  # MSE-optimal clipping cuts it
+
+
+def test_minmax_tensor_compression_end_to_end(tmp_path):
+    from rcsweep import TrialConfig, load_model, run_trial
+
+    rec = run_trial(TrialConfig(dataset="digits", pretrain_epochs=3, batch_size=32, test_size=60, eval_steps=2,
+                                eval_restarts=1, compression="quant", weight_bits=4, act_bits=4,
+                                quant_scheme="minmax_tensor"), tmp_path, device="cpu")
+    assert rec["params"]["quant_scheme"] == "minmax_tensor"
+    model = load_model(tmp_path)
+    for m in model.modules():
+        if hasattr(m, "weight_quant"):
+            assert m.weight_quant.scheme == "minmax_tensor" and len(set(m.weight_quant.scale.tolist())) == 1
+    assert TrialConfig(compression="quant").quant_scheme == "mse_channel"
+    with pytest.raises(Exception, match="quant_scheme"):
+        TrialConfig(compression="prune", quant_scheme="minmax_tensor")

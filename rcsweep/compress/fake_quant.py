@@ -13,6 +13,11 @@ fine-tuning see a differentiable model that computes exactly with quantized valu
 - Activations (the input of every quantized layer): per tensor, affine, ``[0, 2^b - 1]``, range
   chosen by :func:`activation_range` (MSE-optimal clipping of the observed values).
 
+That is the default scheme, ``mse_channel``. ``minmax_tensor`` is the study's kind of quantizer
+(Thorsteinsson et al. 2024: per-tensor min-max, no clipping search), kept to compare with it: one
+weight scale per tensor, ``max|w| / (2^(b-1) - 1)`` over the whole tensor (the same narrow symmetric
+grid), and activation ranges at the observed min and max (QAT tracking follows them alike).
+
 Bit-widths of 32 mean "float": the quantizer passes its input through unchanged.
 The MSE range search is written by hand: torch's observers offer min/max and histogram ones only.
 """
@@ -60,12 +65,23 @@ def activation_range(x: torch.Tensor, bits: int) -> tuple[float, float]:
     return best
 
 
-class WeightFakeQuant(nn.Module):
-    """Per-channel symmetric fake quantization of a weight (axis 0 = output channels)."""
+SCHEMES = ("mse_channel", "minmax_tensor")
 
-    def __init__(self, bits: int, channels: int):
+
+def minmax_range(x: torch.Tensor) -> tuple[float, float]:
+    """(lo, hi) = the observed min and max of ``x``, widened to hold 0 (no clipping search)."""
+    v = x.detach()
+    lo, hi = min(float(v.min()), 0.0), max(float(v.max()), 0.0)
+    return (lo, hi) if hi - lo >= 1e-12 else (lo, lo + 1e-6)
+
+
+class WeightFakeQuant(nn.Module):
+    """Symmetric fake quantization of a weight with one scale per output channel (axis 0);
+    ``scheme`` ``minmax_tensor`` gives every channel the same scale (per-tensor)."""
+
+    def __init__(self, bits: int, channels: int, scheme: str = "mse_channel"):
         super().__init__()
-        self.bits = bits
+        self.bits, self.scheme = bits, scheme
         if bits < 32:
             self.register_buffer("scale", torch.ones(channels))
             self.register_buffer("zero_point", torch.zeros(channels, dtype=torch.int32), persistent=False)
@@ -81,8 +97,12 @@ class WeightFakeQuant(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, w: torch.Tensor) -> None:
-        """Set each channel's scale from its MSE-optimal clipping ratio."""
+        """Set each channel's scale from its MSE-optimal clipping ratio (``minmax_tensor``: the
+        tensor's max|w| / qmax for every channel)."""
         if self.bits < 32:
+            if self.scheme == "minmax_tensor":
+                self.scale.fill_(max(float(w.detach().abs().max()) / self.qmax, 1e-8))
+                return
             amax = w.detach().flatten(1).abs().amax(1)
             self.scale.copy_((weight_clip_ratios(w, self.bits) * amax / self.qmax).clamp_min(1e-8))
 
@@ -93,6 +113,8 @@ class WeightFakeQuant(nn.Module):
         from exactly the calibrated scales and then follows the weights as they train."""
         if self.bits < 32:
             amax = w.detach().flatten(1).abs().amax(1)
+            if self.scheme == "minmax_tensor":
+                amax = amax.max().expand_as(amax)
             self.scale.copy_((amax / self.qmax).clamp_min(1e-8))
 
     def codes(self, w: torch.Tensor) -> torch.Tensor:
@@ -108,9 +130,9 @@ class ActFakeQuant(nn.Module):
     already quantized upstream. ``tracking``: in training mode the range follows an exponential
     moving average (momentum ``ema``) of each batch's MSE-optimal range (QAT)."""
 
-    def __init__(self, bits: int, ema: float = 0.1):
+    def __init__(self, bits: int, ema: float = 0.1, scheme: str = "mse_channel"):
         super().__init__()
-        self.bits, self.ema = bits, ema
+        self.bits, self.ema, self.scheme = bits, ema, scheme
         self.calibrate_next, self.tracking = False, False
         if bits < 32:
             self.register_buffer("lo", torch.tensor(0.0))
@@ -127,12 +149,15 @@ class ActFakeQuant(nn.Module):
         if self.bits >= 32:
             return x
         if self.calibrate_next:
-            self._set(*activation_range(x, self.bits), 1.0)
+            self._set(*self._range(x), 1.0)
             self.calibrate_next = False
         elif self.tracking and self.training:
-            self._set(*activation_range(x, self.bits), self.ema)
+            self._set(*self._range(x), self.ema)
         scale, zp = self.qparams()
         return torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 2 ** self.bits - 1)
+
+    def _range(self, x: torch.Tensor) -> tuple[float, float]:
+        return minmax_range(x) if self.scheme == "minmax_tensor" else activation_range(x, self.bits)
 
     def freeze(self) -> None:
         """Fix the range: no calibration and no tracking from now on, in any mode (a loaded model)."""
@@ -162,16 +187,17 @@ _QUANT_CLASS = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
 _FLOAT_CLASS = {v: k for k, v in _QUANT_CLASS.items()}
 
 
-def quantize_layer_(m: nn.Module, weight_bits: int, act_bits: int) -> None:
-    """Turn a plain Conv2d / Linear into its fake-quantized class in place.
+def quantize_layer_(m: nn.Module, weight_bits: int, act_bits: int, scheme: str = "mse_channel") -> None:
+    """Turn a plain Conv2d / Linear into its fake-quantized class in place (``scheme``: see the
+    module docstring).
 
     Swapping ``__class__`` keeps the parameters, their names and any ``torch.nn.utils.prune`` hook,
     so quantization composes with pruning applied before or after it."""
     m.__class__ = _QUANT_CLASS[type(m)]
     dev = m.weight_orig.device if hasattr(m, "weight_orig") else m.weight.device
     m.weight_quant = WeightFakeQuant(weight_bits, m.weight_orig.shape[0] if hasattr(m, "weight_orig")
-                                     else m.weight.shape[0]).to(dev)
-    m.act_quant = ActFakeQuant(act_bits).to(dev)
+                                     else m.weight.shape[0], scheme).to(dev)
+    m.act_quant = ActFakeQuant(act_bits, scheme=scheme).to(dev)
 
 
 def dequantize_layer_(m: nn.Module) -> None:

@@ -48,7 +48,7 @@ class FakeQuant(Compressor):
         x = calib[0][:CALIB_EXAMPLES].to(device)
         self.layers = [(n, m) for n, m in layers_in_order(model, tuple(x.shape[1:])) if type(m) in LAYER_TYPES]
         for _, m in self.layers:
-            quantize_layer_(m, cfg.weight_bits, cfg.act_bits)
+            quantize_layer_(m, cfg.weight_bits, cfg.act_bits, cfg.quant_scheme)
             m.weight_quant.calibrate(float_weight(m))
             m.act_quant.calibrate_next = True
         was = model.training
@@ -63,8 +63,11 @@ class FakeQuant(Compressor):
         check = self.check(model, exact=True)
         info = {"weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "mode": cfg.quant_mode,
                 "mode_effective": mode, "layers": [n for n, _ in self.layers], "calib_examples": len(x),
-                "weights": "per-channel symmetric, MSE-optimal clipping",
-                "activations": "per-tensor affine, MSE-optimal range, calibrated layer by layer"}
+                "scheme": cfg.quant_scheme,
+                "weights": "per-channel symmetric, MSE-optimal clipping" if cfg.quant_scheme == "mse_channel"
+                else "per-tensor symmetric, min-max (max|w|)",
+                "activations": ("per-tensor affine, " + ("MSE-optimal range" if cfg.quant_scheme == "mse_channel"
+                                                         else "min-max range") + ", calibrated layer by layer")}
         if mode != cfg.quant_mode:
             info["note"] = "quant_mode qat without fine-tuning has no training loop: PTQ calibration used"
         return {**info, **check}
@@ -72,7 +75,7 @@ class FakeQuant(Compressor):
     def restore(self, model, info):
         self.layers = [(n, submodule(model, n)) for n in info["layers"]]
         for _, m in self.layers:
-            quantize_layer_(m, info["weight_bits"], info["act_bits"])
+            quantize_layer_(m, info["weight_bits"], info["act_bits"], info.get("scheme", "mse_channel"))
         self._set_mode(info.get("mode_effective", "ptq"))
 
     @torch.no_grad()
