@@ -132,10 +132,3 @@ def write_pareto(result: ParetoResult, csv_path, draw: bool = True) -> list[Path
         paths += plot_pareto(result, stem)
     return paths
 
-
-if __name__ == "__main__":  # python -m analysis.pareto DIR ... == rcsweep pareto DIR ...
-    import sys
-
-    from rcsweep.cli import main
-
-    sys.exit(main(["pareto", *sys.argv[1:]]))
