@@ -1,12 +1,13 @@
-"""rcsweep's analysis layer: it reads a sweep's results (``results.csv`` and the saved trials) and
-never runs training. Computation and drawing are separate:
+"""rcsweep's analysis layer: it reads a sweep's results (``results.csv``, ``verify.csv``,
+``reevaluate.csv`` and the saved trials' records) and draws; it never loads a model, runs an attack,
+trains or rewrites results (that is :mod:`rcsweep.commands`). Computation and drawing are separate:
 
-- :mod:`analysis.pareto`: fronts over any objectives, group fronts, hypervolume (compute);
+- :mod:`analysis.common`: usable and excluded rows, labels, trial folders, test-set sizes, CSV;
+- :mod:`analysis.pareto`: fronts over any objectives, group fronts, hypervolume (compute; the pure
+  functions underneath are :mod:`rcsweep.pareto`) and the front's files;
 - :mod:`analysis.tables`: the study's tables, confidence intervals, robustness curves, compute;
-- :mod:`analysis.features`: per-layer feature change under attack, activation maps;
 - :mod:`analysis.compare`: several sweeps, hypervolume against finished trials;
-- :mod:`analysis.verify`: the front's models attacked again by torchattacks (independent check);
-- :mod:`analysis.plots`: every figure (draw);
-- :mod:`analysis.report`, :mod:`analysis.export`: files for users;
-- :mod:`analysis.commands`: ``rcsweep pareto | report | features | export | compare | verify``.
+- :mod:`analysis.plots`, :mod:`analysis.style`: every figure (draw);
+- :mod:`analysis.report`: ``report.md`` with its tables and figures;
+- :mod:`analysis.commands`: ``rcsweep pareto | compare``.
 """

@@ -1,5 +1,6 @@
-"""What every analysis needs from a sweep folder: its rows split into usable and excluded, the
-reference models, readable labels for a trial's methods, the trials' folders and test-set sizes.
+"""What every analysis needs from a sweep folder: its rows split into usable and excluded
+(:func:`rcsweep.results.split_usable`, re-exported here), the reference models, readable labels for
+a trial's methods, the trials' folders and test-set sizes, and tables written as CSV (:func:`to_csv`).
 
 A sweep folder holds ``results.csv`` (read with :func:`rcsweep.results.load_results`) and, per
 trial, ``trials/<trial_id>/{record.json,model.pt,model.json}``. Nothing here needs ``sweep.yaml``.
@@ -13,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from rcsweep.errors import UserError
-from rcsweep.results import load_results
-from rcsweep.trial_status import exclusion
+from rcsweep.fileio import atomic_write_text
+from rcsweep.results import JSON_COLUMNS, load_results, split_usable  # noqa: F401  (split_usable: re-exported)
 
 TRIALS_DIR = "trials"
 # test-split sizes of the built-in datasets, so a CI needs no data on the analysing machine
@@ -24,25 +25,6 @@ TEST_SPLIT_SIZES = {"digits": 360, "fashion_mnist": 10000, "cifar10": 10000}
 def load_sweep(folder) -> pd.DataFrame:
     """``results.csv`` of a sweep folder; a UserError (one line) if ``folder`` is not a sweep."""
     return load_results(Path(folder))
-
-
-def split_usable(df: pd.DataFrame, needed=(), use: str = "front") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(usable, excluded) by the table of statuses and flags (:mod:`rcsweep.trial_status`): usable
-    rows are finished, carry no flag that keeps them off the front (``use="front"``) or out of cell
-    means (``use="cell"``: suspect, degenerate, collapsed, infeasible, invalid) and have every
-    ``needed`` column; ``excluded`` holds the others with a ``reason`` column (``<status or flag>:
-    why``)."""
-    reasons = []
-    for _, r in df.iterrows():
-        why = exclusion(r, use)
-        if not why:
-            missing = [c for c in needed if _missing(r.get(c))]
-            why = f"missing {', '.join(missing)}" if missing else ""
-        reasons.append(why)
-    reasons = pd.Series(reasons, index=df.index, dtype=object)
-    excluded = df[reasons != ""].copy()
-    excluded.insert(1, "reason", reasons[reasons != ""])
-    return df[reasons == ""].copy(), excluded
 
 
 def exclusion_counts(excluded: pd.DataFrame) -> dict:
@@ -152,3 +134,15 @@ def check_column(df: pd.DataFrame, column: str, what: str = "column") -> None:
         close = difflib.get_close_matches(column, list(df.columns), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UserError(f"{what} {column!r} is not a column of results.csv{hint}")
+
+
+def to_csv(df: pd.DataFrame, path) -> Path:
+    """Write rows as CSV with list/dict cells as JSON (as in results.csv); atomic."""
+    out = df.drop(columns=[c for c in df.columns if c.startswith("_")]).copy()
+    for c in out.columns:
+        if c in JSON_COLUMNS or out[c].map(lambda v: isinstance(v, (list, dict, tuple))).any():
+            out[c] = out[c].map(lambda v: json.dumps(list(v) if isinstance(v, tuple) else v)
+                                if isinstance(v, (list, dict, tuple)) else v)
+    path = Path(path)
+    atomic_write_text(path, out.to_csv(index=False))
+    return path

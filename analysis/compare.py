@@ -76,10 +76,3 @@ def run_compare(folders, out, objectives=DEFAULT_OBJECTIVES) -> list[Path]:
     figs = plot_compare({n: r.front for n, r in c.results.items()}, c.curves, c.objectives, stem, eps)
     return [stem.with_suffix(".csv"), stem.with_suffix(".json")] + figs
 
-
-if __name__ == "__main__":  # python -m analysis.compare DIR ... == rcsweep compare DIR ...
-    import sys
-
-    from rcsweep.cli import main
-
-    sys.exit(main(["compare", *sys.argv[1:]]))

@@ -151,7 +151,7 @@ def plot_robustness_curves(curves, stem, eps_eval=None, norm: str = "linf") -> l
 
 def plot_layer_change(changes, stem, eps_label: str = "") -> list[Path]:
     """Relative change of each layer's activations, ||f(x_adv) - f(x)|| / ||f(x)||, across layers;
-    ``changes`` from :func:`analysis.features.layer_changes` (one line per trial)."""
+    ``changes`` from :func:`rcsweep.commands.features.layer_changes` (one line per trial)."""
     fig, ax = figure(7.2, 4.4)
     colors = colors_for("route", changes["route"])
     for label, c in changes.groupby("label", sort=False):
@@ -173,7 +173,7 @@ def plot_layer_change(changes, stem, eps_label: str = "") -> list[Path]:
 
 def plot_activation_grid(maps, stem) -> list[Path]:
     """Input (clean, adversarial, perturbation) and, per channel, its map on the clean input, on the
-    adversarial input and their difference; ``maps`` from :func:`analysis.features.activation_maps`."""
+    adversarial input and their difference; ``maps`` from :func:`rcsweep.commands.features.activation_maps`."""
     import matplotlib.pyplot as plt
 
     chans = maps["channels"]

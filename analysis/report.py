@@ -1,12 +1,14 @@
 """``report.md`` for a sweep, with its figures beside it: the Pareto front, the study's tables
 (accuracy per pretraining x compression level x fine-tuning, with spread over seeds and 95%
 confidence intervals), robustness curves, compute per stage, suspect and failed trials, and
-optionally the feature-map analysis of chosen trials. Numbers come from :mod:`analysis.tables`
-and :mod:`analysis.pareto`; this module only writes."""
+optionally the feature-map analysis of chosen trials (computed by the command layer,
+:mod:`rcsweep.commands.features`, which ``rcsweep report --features`` hands to :func:`write_report`).
+Numbers come from :mod:`analysis.tables` and :mod:`analysis.pareto`; this module only writes."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -15,8 +17,7 @@ from rcsweep.fileio import atomic_write_text
 
 from . import plots
 from .common import (compression_level, exclusion_counts, is_reference, load_sweep, n_test, pretrain_seconds, route,
-                     split_usable)
-from .export import to_csv
+                     split_usable, to_csv)
 from .pareto import DEFAULT_OBJECTIVES, pareto_analysis
 from .tables import (accuracy_long, compression_curves, compute_table, flagged_rows, recovery_table,
                      robustness_curves, study_table, wilson_interval)
@@ -77,7 +78,7 @@ def _recovery_md(r: pd.DataFrame) -> str:
 
 
 def _verify_md(v: pd.DataFrame) -> list[str]:
-    """The section on ``verify.csv`` (written by ``rcsweep verify``; see :mod:`analysis.verify`)."""
+    """The section on ``verify.csv`` (written by ``rcsweep verify``; see :mod:`rcsweep.commands.verify`)."""
     cols = ["trial_id", "n_test", "n_examples", "robust_acc_sweep", "robust_acc_rcsweep", "robust_acc_white_box",
             "robust_acc_independent", "gap", "suspect"]
     sus = v[v["suspect"].astype(str).str.lower() == "true"] if "suspect" in v else v.iloc[:0]
@@ -95,7 +96,7 @@ def _verify_md(v: pd.DataFrame) -> list[str]:
 
 
 def _reevaluate_md(r: pd.DataFrame) -> list[str]:
-    """The section on ``reevaluate.csv`` (written by ``rcsweep reevaluate``; see :mod:`analysis.reevaluate`)."""
+    """The section on ``reevaluate.csv`` (written by ``rcsweep reevaluate``; see :mod:`rcsweep.commands.reevaluate`)."""
     cols = ["trial_id", "clean_acc_before", "clean_acc", "robust_acc_before", "robust_acc", "change", "suspect"]
     attacks = [f"`{a}` -> `{b}` ({n} trials)" for (a, b), n in r.groupby(["attack_before", "attack"]).size().items()]
     return ["## Re-evaluated trials\n",
@@ -113,7 +114,7 @@ def weak_eval_trials(folder, df: pd.DataFrame) -> pd.DataFrame:
     ``eval_restarts`` checked against the floor. Columns: trial_id, eval_steps, eval_restarts, reason."""
     import json
 
-    from rcsweep.evaluate import eval_budget_warning
+    from rcsweep.evaluate import eval_budget_warning  # torch, only here
     from rcsweep.trial_status import row_flags
 
     from .common import trial_dir
@@ -146,8 +147,12 @@ def _weak_eval_md(weak: pd.DataFrame, n_finished: int) -> list[str]:
 
 
 def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | None = "finetune",
-                 feature_trials=None, n_examples: int = 128, data_dir=None) -> Path:
-    """Write ``out_dir/report.md`` (default ``folder/report``) and its figures; returns its path."""
+                 features: Optional[Callable[[Path], object]] = None) -> Path:
+    """Write ``out_dir/report.md`` (default ``folder/report``) and its figures; returns its path.
+
+    ``features``: a function given the stem ``out_dir/features`` that writes the feature-map
+    figures there (``features.png``, ``features_maps.png``; ``rcsweep report --features`` passes
+    :func:`rcsweep.commands.features.run_features` for the chosen trials); the report then shows them."""
     folder = Path(folder)
     out = Path(out_dir) if out_dir else folder / "report"
     df = load_sweep(folder)
@@ -239,10 +244,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     if (folder / "reevaluate.csv").is_file():
         md += _reevaluate_md(pd.read_csv(folder / "reevaluate.csv", dtype={"trial_id": str}, keep_default_na=False))
 
-    if feature_trials:
-        from .features import run_features
-
-        run_features(folder, list(feature_trials), out / "features", n_examples=n_examples, data_dir=data_dir)
+    if features is not None:
+        features(out / "features")
         md += ["## Feature maps\n", "![Layer change](features.png)\n", "![Activation maps](features_maps.png)\n"]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(md))
@@ -256,10 +259,3 @@ def representative_trials(df: pd.DataFrame, limit: int = 6) -> list[str]:
     picked = usable.sort_values(["_ref", "seed"], kind="stable").drop_duplicates(["_route", "compression"])
     return list(picked["trial_id"][:limit])
 
-
-if __name__ == "__main__":  # python -m analysis.report DIR ... == rcsweep report DIR ...
-    import sys
-
-    from rcsweep.cli import main
-
-    sys.exit(main(["report", *sys.argv[1:]]))

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from rcsweep import metrics_table
+from rcsweep.pareto import LOG_COLUMNS
 
-from .pareto import LOG_COLUMNS
 
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
              "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7"}

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     import torch
 
     from analysis.common import compression_level
-    from analysis.features import load_trial
+    from rcsweep.commands.features import load_trial
     from rcsweep.attacks.pgd import PGD
     from rcsweep.attacks.threat import LinfThreat
     from rcsweep.data import dataset_info, load_dataset

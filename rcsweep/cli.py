@@ -1,16 +1,23 @@
-"""The ``rcsweep`` command line. Each group of subcommands lives in its own module exposing
-``register(subparsers)``; handlers import torch/Ray lazily so ``rcsweep --help`` is instant.
+"""The ``rcsweep`` command line: argument parsing only, the top of the layer stack (.importlinter).
+Each group of subcommands lives in its own module exposing ``register(subparsers)``: the command
+layer's (:mod:`rcsweep.commands`) and the analysis layer's (:mod:`analysis.commands`). Handlers
+import torch/Ray lazily so ``rcsweep --help`` is instant.
 
 Exit codes: 0 success, 1 some trials failed or a run error, 2 bad input (one line, no traceback).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
-COMMAND_MODULES = ("rcsweep.commands.trial", "rcsweep.sweep.commands", "analysis.commands")
+from analysis import commands as analysis_commands
+
+from . import __version__
+from .commands import sweep, trial, verbs
+from .errors import UserError
+
+COMMAND_MODULES = (trial, sweep, analysis_commands, verbs)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,18 +28,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rcsweep", description="Sweeps that make neural networks small and robust.")
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"rcsweep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and name.startswith(e.name):  # that command group is not installed/built yet
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 
@@ -41,8 +40,6 @@ def main(argv=None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import UserError
-
     try:
         code = args.func(args)
     except UserError as e:

@@ -14,6 +14,10 @@ twin (:class:`TransferAttack`), since rounding activations masks gradients, and 
 Square Attack on the masking checks' examples (:data:`SQUARE_QUERIES`, the ``black_box`` check).
 An evaluation budget below :data:`EVAL_STEPS_FLOOR` steps or :data:`EVAL_RESTARTS_FLOOR` restarts
 is reported in ``EvalResult.weak_eval`` (:func:`eval_budget_warning`).
+
+In the stack of stages this module sits below training (which measures validation robust accuracy
+with :func:`robust_accuracy`) and above compression (the float twin is
+:func:`rcsweep.compress.int8.float_copy`); it imports no training code.
 """
 from __future__ import annotations
 
@@ -24,7 +28,9 @@ import torch
 from torch import nn
 
 from .attacks import APGD, FGSM, PGD, Square, threat_model
-from .train import batches
+from .batching import batches
+from .compress.fake_quant import ActFakeQuant
+from .compress.int8 import float_copy
 
 LARGE_EPS = {"linf": 0.5}  # L2: 0.5 * sqrt(dim), set per input
 CHECK_EXAMPLES = 200
@@ -110,8 +116,7 @@ def _eval_attacks(norm: str, eps: float, steps: int, restarts: int, num_classes:
 
 
 def quantizes_activations(model: nn.Module) -> bool:
-    from .compress.fake_quant import ActFakeQuant
-
+    """Whether ``model`` holds an activation fake-quantizer (:class:`rcsweep.compress.fake_quant.ActFakeQuant`)."""
     return any(isinstance(m, ActFakeQuant) for m in model.modules())
 
 
@@ -120,8 +125,6 @@ def float_twin(model: nn.Module, device="cpu"):
     fake quantizers: :func:`rcsweep.compress.int8.float_copy`), else None."""
     if not quantizes_activations(model):
         return None
-    from .compress.int8 import float_copy
-
     return float_copy(model).to(device)
 
 

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .compress.base import LAYER_TYPES, effective_weight, layers_in_order, prunable_layers
+from .compress.int8 import float_copy, has_int8, to_int8
 
 
 def count_macs(model: nn.Module, input_shape: tuple) -> int:
@@ -129,8 +130,6 @@ def latency_ms(model: nn.Module, input_shape: tuple, batch: int, min_seconds: fl
 
 def inference_model(model: nn.Module, input_shape: tuple, int_model: nn.Module | None = None):
     """(model to time on the CPU, its name): the integer model where one exists, else a float copy."""
-    from .compress.int8 import float_copy, has_int8, to_int8
-
     if int_model is not None:
         return int_model, "int8"
     if has_int8(model):

@@ -25,7 +25,7 @@ from . import metrics_table
 from .config import FIELD_NAMES
 from .errors import UserError
 from .fileio import atomic_write_text
-from .trial_status import STATUSES, join_flags, parse_flags
+from .trial_status import STATUSES, exclusion, join_flags, parse_flags
 
 META_COLUMNS = ("trial_id", "status", "error", "is_reference")
 METRIC_COLUMNS = metrics_table.COLUMNS
@@ -142,6 +142,31 @@ def load_results(folder, problems: list | None = None):
         df["flags"] = ""
     _check_values(df, problems)
     return df
+
+
+def split_usable(df, needed=(), use: str = "front"):
+    """(usable, excluded) rows of a results table (:func:`load_results`) by the table of statuses
+    and flags (:mod:`rcsweep.trial_status`): usable rows are finished, carry no flag that keeps them
+    off the front (``use="front"``) or out of cell means (``use="cell"``: suspect, degenerate,
+    collapsed, infeasible, invalid) and have every ``needed`` column; ``excluded`` holds the others
+    with a ``reason`` column (``<status or flag>: why``)."""
+    import pandas as pd
+
+    reasons = []
+    for _, r in df.iterrows():
+        why = exclusion(r, use)
+        if not why:
+            missing = [c for c in needed if _missing(r.get(c))]
+            why = f"missing {', '.join(missing)}" if missing else ""
+        reasons.append(why)
+    reasons = pd.Series(reasons, index=df.index, dtype=object)
+    excluded = df[reasons != ""].copy()
+    excluded.insert(1, "reason", reasons[reasons != ""])
+    return df[reasons == ""].copy(), excluded
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _json_cell(v):

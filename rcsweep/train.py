@@ -3,7 +3,9 @@
 Adversarial training uses PGD with a random start at epsilon ``eps`` (pixel units); callers ramp
 epsilon up over the first epochs, because PGD training of a net without BatchNorm from scratch at
 the full epsilon collapses to chance. A NaN/inf loss or an accuracy collapse raises
-:class:`TrainingCollapsed` rather than returning a useless model.
+:class:`TrainingCollapsed` rather than returning a useless model. Mini-batches and clean accuracy
+come from :mod:`rcsweep.batching`, the validation robust accuracy from :mod:`rcsweep.evaluate`
+(both below this module).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import PGD, threat_model
+from .batching import accuracy, batches
 from .errors import TrainingCollapsed
+from .evaluate import robust_accuracy
 
 
 @dataclass
@@ -32,14 +36,6 @@ class EpochStats:
     forward_backward_passes: int  # per example: 1 (clean) or 1 + attack steps (adversarial)
     val_clean_acc: Optional[float] = None
     val_robust_acc: Optional[float] = None
-
-
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, generator=None):
-    n = len(x)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for i in range(0, n, batch_size):
-        j = order[i:i + batch_size]
-        yield x[j], y[j]
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float):
@@ -107,17 +103,6 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.o
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 512) -> float:
-    was = model.training
-    model.eval()
-    correct = 0
-    for xb, yb in batches(x, y, batch_size, shuffle=False):
-        correct += (model(xb.to(device)).argmax(1) == yb.to(device)).sum().item()
-    model.train(was)
-    return correct / max(len(x), 1)
-
-
 def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, lr_schedule: str,
         momentum: float, weight_decay: float, batch_size: int, device, seed: int, norm: str = "linf",
         eps: float = 0.0, eps_ramp_epochs: int = 0, attack_steps: int = 10, num_classes: int = 10,
@@ -154,8 +139,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, l
                            1 + (attack_steps if cur_eps > 0 else 0))
         stats.val_clean_acc = accuracy(model, xv, yv, device)
         if eps > 0:
-            from .evaluate import robust_accuracy
-
             stats.val_robust_acc = robust_accuracy(model, xv[:200], yv[:200], norm=norm, eps=eps,
                                                    steps=attack_steps, restarts=1, device=device)
         history.append(stats)

@@ -107,7 +107,7 @@ def test_compare_two_sweeps(tmp_path):
 @pytest.mark.slow  # a fresh interpreter imports torch: several seconds
 def test_runs_as_a_script(tmp_path):
     sweep = write_sweep(tmp_path / "sweep", STANDARD_ROWS)
-    r = subprocess.run([sys.executable, "-m", "analysis.pareto", str(sweep), "--out", str(tmp_path / "f.csv")],
+    r = subprocess.run([sys.executable, "-m", "analysis", "pareto", str(sweep), "--out", str(tmp_path / "f.csv")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "f.png").is_file()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.features import activation_maps, feature_layers, layer_changes
+from rcsweep.commands.features import activation_maps, feature_layers, layer_changes
 from rcsweep import TrialConfig, load_model, run_trial
 from rcsweep.cli import main
 from rcsweep.results import record_to_row, upsert_rows

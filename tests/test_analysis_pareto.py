@@ -8,8 +8,8 @@ import pytest
 from analysis_helpers import DENSE_BITS, STANDARD_ROWS, write_sweep
 
 from analysis.common import load_sweep, split_usable
-from analysis.pareto import (Objective, gains, group_fronts, hypervolume, hypervolume_curve, non_dominated,
-                             pareto_analysis, parse_objectives)
+from analysis.pareto import group_fronts, hypervolume_curve, pareto_analysis, parse_objectives
+from rcsweep.pareto import Objective, gains, hypervolume, non_dominated
 from rcsweep.errors import UserError
 
 

@@ -4,6 +4,7 @@ and results.csv, the sweep-file schema and the figures read their names from it.
 import pytest
 
 from analysis import pareto, style
+from rcsweep import pareto as core_pareto
 from rcsweep import TrialConfig, metrics_table, run_trial
 from rcsweep.results import METRIC_COLUMNS, load_results, record_to_row, upsert_rows
 from rcsweep.sweepfile import METRICS as SWEEP_METRICS
@@ -73,7 +74,7 @@ def test_every_reader_takes_its_names_from_the_table():
             assert m.name in METRIC_COLUMNS  # an objective is a column
             assert style.axis_label(m.name) == m.label.format(eps="")
         if m.scale == "unit":
-            assert m.name in pareto.UNIT_COLUMNS
+            assert m.name in core_pareto.UNIT_COLUMNS
         if m.scale in ("log_ref", "log_dense"):
-            assert m.name in pareto.LOG_COLUMNS
+            assert m.name in core_pareto.LOG_COLUMNS
     assert pareto.DEFAULT_OBJECTIVES == "robust_acc:max,model_bits:min"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from analysis.common import load_sweep
-from analysis import reevaluate as reeval_module
 from rcsweep import TrialConfig, run_trial
 from rcsweep.cli import main
+from rcsweep.commands import reevaluate as reeval_module
 from rcsweep.results import record_to_row, upsert_rows
 
 BASE = dict(dataset="digits", batch_size=32, eps_eval=0.1, eps_curve=[0.05], test_size=100, eval_steps=10,

@@ -9,9 +9,9 @@ import pytest
 from analysis.commands import sweep_objectives
 from analysis.common import load_sweep
 from analysis.pareto import pareto_analysis
-from analysis.verify import judge
 from rcsweep import TrialConfig, run_trial
 from rcsweep.cli import main
+from rcsweep.commands.verify import judge
 from rcsweep.results import record_to_row, upsert_rows
 
 pytest.importorskip("torchattacks")

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from ..attacks import PGD, threat_model
-from ..train import accuracy
+from ..batching import accuracy
 from .base import LAYER_TYPES, effective_weight
 from .fake_quant import dequantize_layer_
 

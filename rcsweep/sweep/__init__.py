@@ -6,7 +6,7 @@
 - :mod:`.checkpoints`: a trial's stage checkpoints, verified and with fallback.
 - :mod:`.trainable`: the Ray Tune function trainable that runs one trial's stages.
 - :mod:`.progress`: the live progress table (a Tune callback).
-- :mod:`.runner`: ``run_sweep``, ``resume_sweep``; :mod:`.commands`: the CLI.
+- :mod:`.runner`: ``run_sweep``, ``resume_sweep`` (the CLI verbs are :mod:`rcsweep.commands.sweep`).
 - :mod:`.folder` (the sweep folder's own files) and :mod:`.summary` (``sweep_status``, what a
   sweep would run, its Pareto set) need no Ray, so ``rcsweep status`` and ``validate`` start none.
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..config import TrialConfig
 from ..errors import UserError
-from ..results import RESULTS_FILE, load_results
+from ..pareto import front_order, parse_objectives
+from ..results import RESULTS_FILE, load_results, split_usable
 from ..sweepfile import SweepSpec
 from .folder import driver_alive, read_driver, read_spec
 from .store import pretrain_id
@@ -97,12 +98,14 @@ def last_stage(folder: Path, trial_id: str) -> str:
 
 
 def pareto_front(table, objectives):
-    """The finished, non-suspect trials that no other trial beats on every objective."""
-    from analysis.common import split_usable
-    from analysis.pareto import front_of, parse_objectives
-
-    usable, _ = split_usable(table, needed=[m for m, _ in objectives])
-    return front_of(usable, parse_objectives([f"{m}:{d}" for m, d in objectives]))
+    """The finished, non-suspect trials that no other trial beats on every objective, best first
+    in the first objective (``objectives``: the sweep's ``(metric, direction)`` pairs)."""
+    objectives = parse_objectives([f"{m}:{d}" for m, d in objectives])
+    usable, _ = split_usable(table, needed=[o.column for o in objectives])
+    if usable.empty:
+        return usable
+    values = usable[[o.column for o in objectives]].to_numpy(dtype=float)
+    return usable.iloc[front_order(values, [o.direction for o in objectives])]
 
 
 def describe_spec(spec: SweepSpec) -> str:

@@ -1,6 +1,7 @@
-"""Feature-map analysis of saved trials: how far an adversarial example moves each layer's
-activations, ``||f(x_adv) - f(x)|| / ||f(x)||`` per example (forward hooks), and a few channels'
-activation maps for one example, clean against adversarial.
+"""``rcsweep features`` (and ``rcsweep report --features``): feature-map analysis of saved trials,
+how far an adversarial example moves each layer's activations, ``||f(x_adv) - f(x)|| / ||f(x)||``
+per example (forward hooks), and a few channels' activation maps for one example, clean against
+adversarial. Computed here (it loads models and runs PGD); drawn by :mod:`analysis.plots`.
 
 The adversarial examples are PGD (:class:`rcsweep.attacks.PGD`, cross-entropy, random start,
 seeded) at the trial's ``eps_eval``, ``norm`` and ``eval_steps`` unless given, on the first
@@ -9,17 +10,20 @@ it directly in the same ``nn.Sequential``, the ReLU's output (the feature map th
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from rcsweep.attacks import PGD, threat_model
-from rcsweep.checkpoint import load_model, read_meta
-from rcsweep.data import load_dataset
-from rcsweep.errors import UserError
+from analysis import plots
+from analysis.common import compression_level, route, trial_dir
 
-from .common import compression_level, route, trial_dir
+from ..attacks import PGD, threat_model
+from ..checkpoint import load_model, read_meta
+from ..data import load_dataset
+from ..errors import UserError
 
 
 def feature_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -147,10 +151,6 @@ def run_features(folder, trial_ids, out_stem, n_examples: int = 128, eps=None, s
                  n_channels: int = 4, data_dir=None) -> list:
     """Compute and draw: ``<stem>.csv`` + ``<stem>.png/.svg`` (changes across layers for every
     trial) and ``<stem>_maps.png/.svg`` (activation maps of the first trial). Returns the paths."""
-    from pathlib import Path
-
-    from . import plots
-
     out_stem = Path(out_stem)
     changes, inputs = feature_analysis(folder, trial_ids, n_examples, eps, steps, data_dir)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
@@ -164,10 +164,3 @@ def run_features(folder, trial_ids, out_stem, n_examples: int = 128, eps=None, s
     paths += plots.plot_activation_grid(maps, out_stem.with_name(out_stem.name + "_maps"))
     return paths
 
-
-if __name__ == "__main__":  # python -m analysis.features DIR ... == rcsweep features DIR ...
-    import sys
-
-    from rcsweep.cli import main
-
-    sys.exit(main(["features", *sys.argv[1:]]))

@@ -1,6 +1,8 @@
 """``rcsweep run | resume | status | validate``. Handlers import Ray (through the runner) only when
-they need it: ``status`` and ``validate`` never do."""
+they need it: ``status`` and ``validate`` never do. The sweep layer itself is :mod:`rcsweep.sweep`."""
 from __future__ import annotations
+
+from .trial import parse_sets
 
 
 def register(sub) -> None:
@@ -41,7 +43,7 @@ def register(sub) -> None:
 def _checked(source, name=None, sets=None, **flags):
     """The resolved sweep; a bad override is reported under its flag (``--num-samples: ...``)."""
     from ..errors import ConfigError, UserError
-    from .folder import resolve_spec
+    from ..sweep.folder import resolve_spec
 
     try:
         return resolve_spec(source, name, sets, **flags)
@@ -52,14 +54,13 @@ def _checked(source, name=None, sets=None, **flags):
 
 
 def cmd_run(args) -> int:
-    from ..commands.trial import parse_sets
-    from .folder import new_folder
+    from ..sweep.folder import new_folder
 
     # bad input fails here, before Ray is imported or started
     sets = parse_sets(args.set)
     new_folder(args.storage, _checked(args.sweep, args.name, sets, num_samples=args.num_samples,
                                       max_concurrent=args.max_concurrent, search_seed=args.search_seed))
-    from .runner import run_sweep
+    from ..sweep.runner import run_sweep
 
     return run_sweep(args.sweep, name=args.name, storage=args.storage, address=args.address,
                      num_samples=args.num_samples, max_concurrent=args.max_concurrent,
@@ -67,27 +68,25 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .folder import read_spec
+    from ..sweep.folder import read_spec
 
     if args.num_samples is not None:
         _checked(read_spec(args.dir).to_dict(), num_samples=args.num_samples)
-    from .runner import resume_sweep
+    from ..sweep.runner import resume_sweep
 
     return resume_sweep(args.dir, num_samples=args.num_samples, retry_failed=args.retry_failed,
                         address=args.address).exit_code
 
 
 def cmd_status(args) -> int:
-    from .summary import format_status, sweep_status
+    from ..sweep.summary import format_status, sweep_status
 
     print(format_status(sweep_status(args.dir)))
     return 0
 
 
 def cmd_validate(args) -> int:
-    from .summary import describe_spec
-
-    from ..commands.trial import parse_sets
+    from ..sweep.summary import describe_spec
 
     print(describe_spec(_checked(args.sweep, None, parse_sets(args.set), num_samples=args.num_samples)))
     return 0

@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rcsweep.data import dataset_info, load_dataset
-from rcsweep.fileio import atomic_write_json
-from rcsweep.results import add_flag, read_rows, record_to_row, upsert_rows
-from rcsweep.trial_status import degeneracy, derive_flags, join_flags, parse_flags
+from analysis.common import load_sweep, n_test, trial_dir
 
-from .common import load_sweep, n_test, trial_dir
+from ..data import dataset_info, load_dataset
+from ..errors import UserError
+from ..evaluate import eval_budget_warning
+from ..fileio import atomic_write_json
+from ..results import add_flag, read_rows, record_to_row, upsert_rows
+from ..trial_status import degeneracy, derive_flags, join_flags, parse_flags
 from .verify import VERIFY_FILE, apply_verification
 
 
@@ -85,8 +87,6 @@ def refresh_flags(folder, data_dir=None) -> dict:
 
 def _weak(params) -> str:
     """The evaluation-floor warning of a trial's settings ('' at or above the floor)."""
-    from rcsweep.evaluate import eval_budget_warning
-
     steps, restarts = params.get("eval_steps"), params.get("eval_restarts")
     if _nan(steps) or _nan(restarts):
         return ""
@@ -98,8 +98,6 @@ _MAJORITY: dict = {}
 
 def _majority_rate(row, data_dir) -> float | None:
     """Share of the most frequent class among the trial's test images (None: dataset not at hand)."""
-    from rcsweep.errors import UserError
-
     key = (row["dataset"], None if _nan(row.get("test_size")) else int(row["test_size"]))
     if key not in _MAJORITY:
         try:

@@ -1,6 +1,7 @@
-"""An independent check of a sweep's robust accuracies: each chosen trial's saved model is attacked
-again with an attack rcsweep did not write (torchattacks, an optional dependency:
-``pip install 'rcsweep[verify]'``), and both numbers are written side by side (``DIR/verify.csv``).
+"""``rcsweep verify``: an independent check of a sweep's robust accuracies. Each chosen trial's
+saved model is attacked again with an attack rcsweep did not write (torchattacks, an optional
+dependency: ``pip install 'rcsweep[verify]'``), and both numbers are written side by side
+(``DIR/verify.csv``).
 
 Attacks (at the trial's ``eps_eval`` and ``norm``, on the first ``n_examples`` images of the split
 rcsweep evaluated on: the dataset's test split cut to the trial's ``test_size``; it does not
@@ -33,6 +34,8 @@ verified (a later run replaces the rows of the trials it verifies).
 """
 from __future__ import annotations
 
+import json
+import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,18 +43,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from rcsweep.checkpoint import library_versions, read_meta
-from rcsweep.data import dataset_info, load_dataset
-from rcsweep.errors import CheckpointError, UserError
-from rcsweep.evaluate import evaluate, float_twin, robust_correct
-from rcsweep.fileio import atomic_write_json
-from rcsweep.results import add_flag, read_rows, upsert_rows
-from rcsweep.trial_status import derive_flags, parse_flags
+from analysis.common import load_sweep, n_test, to_csv, trial_dir
+from analysis.tables import wilson_interval
 
-from .common import load_sweep, n_test, trial_dir
-from .export import to_csv
+from ..checkpoint import library_versions, read_meta
+from ..data import dataset_info, load_dataset
+from ..errors import CheckpointError, UserError
+from ..evaluate import evaluate, float_twin, robust_correct
+from ..fileio import atomic_write_json
+from ..results import add_flag, read_rows, record_to_row, upsert_rows
+from ..trial_status import derive_flags, join_flags, parse_flags
 from .features import load_trial
-from .tables import wilson_interval
 
 VERIFY_FILE = "verify.csv"
 ATTACKS = ("apgd", "autoattack")
@@ -209,11 +211,6 @@ def apply_verification(folder, table: pd.DataFrame) -> int:
     rewritten from the record. A trial whose folder is gone (committed results without models)
     has its results.csv row updated directly: ``verified_robust_acc``, and the ``suspect`` flag
     with the verdict's reason. Returns the number of rows updated."""
-    import json
-    import math
-
-    from rcsweep.results import record_to_row
-
     rows = {r["trial_id"]: r for r in read_rows(folder)}
     updated = []
     for _, v in table.iterrows():
@@ -250,6 +247,4 @@ def apply_verification(folder, table: pd.DataFrame) -> int:
 
 def _merge_flags(old, new) -> str:
     """The record's flags plus flags only results.csv knows (collapsed, infeasible)."""
-    from rcsweep.trial_status import join_flags
-
     return join_flags(parse_flags(new) + [f for f in parse_flags(old) if f in ("collapsed", "infeasible")])

@@ -1,4 +1,5 @@
-"""Evaluate saved trials again with the evaluation code installed now, without training anything.
+"""``rcsweep reevaluate``: evaluate saved trials again with the evaluation code installed now,
+without training anything.
 
 When rcsweep's evaluation gets stronger (for example the transfer attack from the float twin that
 quantized-activation models now also face), a finished sweep's robust accuracies were measured
@@ -28,18 +29,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from rcsweep.checkpoint import library_versions
-from rcsweep.config import TrialConfig
-from rcsweep.data import dataset_info, load_dataset
-from rcsweep.errors import UserError
-from rcsweep.evaluate import describe_attack, quantizes_activations
-from rcsweep.fileio import atomic_write_json
-from rcsweep.pipeline import TrialData, evaluate_model, evaluation_section, seed_everything
-from rcsweep.results import record_to_row, upsert_rows
-from rcsweep.trial_status import FLAG_METRICS, derive_flags
+from analysis.common import to_csv, trial_dir
 
-from .common import trial_dir
-from .export import to_csv
+from ..checkpoint import library_versions
+from ..config import TrialConfig
+from ..data import dataset_info, load_dataset
+from ..errors import UserError
+from ..evaluate import describe_attack, quantizes_activations
+from ..fileio import atomic_write_json
+from ..pipeline import TrialData, evaluate_model, evaluation_section, seed_everything
+from ..results import record_to_row, upsert_rows
+from ..sweep.folder import driver_alive, read_driver
+from ..trial_status import FLAG_METRICS, derive_flags
 from .features import load_trial
 from .verify import check_trials
 
@@ -102,8 +103,6 @@ def reevaluate_trial(folder, row, device="cpu", data_dir=None) -> dict:
 
 def check_not_running(folder) -> None:
     """A UserError when a sweep driver is still running in ``folder`` (its trials write there too)."""
-    from rcsweep.sweep.folder import driver_alive, read_driver
-
     driver = read_driver(folder)
     if driver_alive(driver) is not False:
         raise UserError(f"{folder} is being run by process {driver['pid']} on {driver['host']}; re-evaluate it "
