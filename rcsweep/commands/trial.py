@@ -75,8 +75,9 @@ def cmd_trial(args) -> int:
     out = Path(args.out) if args.out else Path("rcsweep-results") / "trials" / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out)
     from ..data import load_dataset
-    from ..pipeline import run_trial
+    from ..pipeline import check_target, run_trial
 
+    check_target(cfg)  # an unreachable compression target: one line, before anything is printed or trained
     load_dataset(cfg.dataset, "test", data_dir=args.data_dir, test_size=1)  # missing data: fail before training
     print(f"trial: {json.dumps({k: v for k, v in cfg.to_flat().items() if v is not None})}", flush=True)
     try:
