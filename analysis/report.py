@@ -139,11 +139,17 @@ def weak_eval_trials(folder, df: pd.DataFrame) -> pd.DataFrame:
 
 def _weak_eval_md(weak: pd.DataFrame, n_finished: int) -> list[str]:
     """The section counting trials evaluated below the evaluation floor (:func:`weak_eval_trials`)."""
+    if not len(weak):
+        return ["## Evaluation budget\n", f"All {n_finished} finished trials were evaluated at or above the "
+                "evaluation floor (APGD 20 steps x 2 restarts).\n"]
     md = ["## Evaluation budget\n",
           f"{len(weak)} of {n_finished} finished trials were evaluated below the evaluation floor (APGD 20 steps "
           "x 2 restarts; flag `weak_eval`): their robust accuracy may be overstated. They are not left out of the "
           "front or the tables above.\n"]
-    return md + [md_table(weak, index=False)] if len(weak) else md
+    groups = weak.groupby(["eval_steps", "eval_restarts", "reason"], dropna=False)["trial_id"].agg(list).reset_index()
+    groups.insert(3, "trials", groups["trial_id"].map(len))
+    groups["trial_id"] = groups["trial_id"].map(lambda ids: ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else ""))
+    return md + [md_table(groups, index=False)]
 
 
 def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | None = "finetune",
@@ -234,7 +240,9 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
            "its reason: `suspect` (a gradient-masking check failed, or `rcsweep verify` found the robust accuracy "
            "more than 1 point too high), `degenerate` (clean accuracy within the 95% binomial interval of chance or "
            "of the majority-class rate, or a single predicted class), `invalid` (a non-finite or out-of-range "
-           "metric in results.csv). Counts: " + (left_out or "none") + ".\n", md_table(flagged, index=False)]
+           "metric in results.csv). " + (f"Counts: {left_out}.\n" if left_out else "None.\n")]
+    if len(flagged):
+        md.append(md_table(flagged, index=False))
     md += _weak_eval_md(weak_eval_trials(folder, df), int(status.get("finished", 0)))
     failed = df[df["status"] == "failed"][["trial_id", "error"]]
     md += ["## Failed trials\n", md_table(failed, index=False)]

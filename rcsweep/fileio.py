@@ -1,5 +1,7 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then rename. A process killed
-mid-write leaves the previous version intact."""
+mid-write leaves the previous version intact. The file gets the permissions an ordinary ``open``
+would give it (0666 less the umask), not the temporary file's 0600: sweep folders on shared
+storage are read by other users and nodes."""
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +12,18 @@ import tempfile
 from pathlib import Path
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

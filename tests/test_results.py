@@ -61,3 +61,21 @@ def test_types_and_inapplicable_parameters(tmp_path):
     assert df.loc["q", "eps_curve"] == [0.05]
     assert df["sparsity"].isna().all()  # does not apply: empty
     assert df.loc["f", "error"] == "boom line two"
+
+
+def test_written_files_get_ordinary_permissions_not_the_temp_files(tmp_path):
+    """Atomic writes go through a 0600 temporary file; the result must be readable as an ordinary
+    file would be (0666 less the umask), e.g. by other nodes of a cluster on shared storage."""
+    import os
+    import stat
+
+    from rcsweep.fileio import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+        upsert_rows(tmp_path, [{"trial_id": "t1", "status": "running"}])
+    finally:
+        os.umask(old)
+    for name in ("r.json", "results.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

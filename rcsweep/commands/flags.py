@@ -37,10 +37,13 @@ from .verify import VERIFY_FILE, apply_verification
 
 
 def refresh_flags(folder, data_dir=None) -> dict:
-    """Re-derive every trial's flags in ``folder`` (module docstring). Returns
-    ``{flag: number of trials carrying it}`` after the refresh."""
+    """Re-derive every trial's flags in ``folder`` (module docstring). Returns ``{"flags": {flag:
+    number of trials carrying it}, "changed": [trial ids whose flags changed], "from_records": n,
+    "from_results": n}`` after the refresh."""
     folder = Path(folder)
     df = load_sweep(folder)  # raises UserError for a folder that is not a sweep
+    before = {str(t): join_flags(parse_flags(f)) for t, f in zip(df["trial_id"], df["flags"])}
+    n_records = 0
     sizes = n_test(folder, df)
     raw = {r["trial_id"]: r for r in read_rows(folder)}
     rows = []
@@ -56,6 +59,7 @@ def refresh_flags(folder, data_dir=None) -> dict:
                 ev["weak_eval"] = _weak(record.get("params", {}))
             record = derive_flags(record, classes)
             atomic_write_json(rec_path, record)
+            n_records += 1
             new = record_to_row(tid, "finished", record, is_reference=bool(r.get("is_reference")))
             keep = [f for f in parse_flags(row.get("flags")) if f in ("collapsed", "infeasible")]
             new["flags"] = join_flags(parse_flags(new.get("flags")) + keep)
@@ -72,6 +76,8 @@ def refresh_flags(folder, data_dir=None) -> dict:
             row["flags"] = join_flags(flags)
         if r["status"] == "failed" and str(r.get("error") or "").startswith("TrainingCollapsed"):
             add_flag(row, "collapsed")
+        if str(row.get("compression", "")).endswith("quant") and not row.get("quant_scheme"):
+            row["quant_scheme"] = "mse_channel"  # written before the parameter existed: the only quantizer then
         rows.append(row)
     if rows:
         upsert_rows(folder, rows)
@@ -82,7 +88,9 @@ def refresh_flags(folder, data_dir=None) -> dict:
     for cell in out["flags"]:
         for f in parse_flags(cell):
             counts[f] = counts.get(f, 0) + 1
-    return counts
+    changed = [str(t) for t, f in zip(out["trial_id"], out["flags"])
+               if before.get(str(t)) != join_flags(parse_flags(f))]
+    return {"flags": counts, "changed": changed, "from_records": n_records, "from_results": len(out) - n_records}
 
 
 def _weak(params) -> str:

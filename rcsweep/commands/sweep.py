@@ -50,6 +50,9 @@ def _checked(source, name=None, sets=None, **flags):
     except ConfigError as e:
         if flags.get(e.field) is not None:
             raise UserError(f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}") from None
+        key = e.field[len("fixed."):] if e.field.startswith("fixed.") else None
+        if sets and key in sets:  # the user wrote --set KEY=..., not fixed.KEY
+            raise UserError(f"--set {key}: {str(e).split(': ', 1)[1]}") from None
         raise
 
 

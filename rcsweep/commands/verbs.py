@@ -148,8 +148,12 @@ def cmd_features(args) -> int:
 def cmd_flags(args) -> int:
     from .flags import refresh_flags
 
-    counts = refresh_flags(args.dir, args.data_dir)
-    print(f"{args.dir}/results.csv: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "no flags"))
+    out = refresh_flags(args.dir, args.data_dir)
+    changed = out["changed"]
+    print(f"{args.dir}/results.csv: {out['from_records']} trials judged from their record.json, "
+          f"{out['from_results']} from results.csv alone; flags changed on {len(changed)} trials"
+          + (f" ({', '.join(changed[:10])}{' ...' if len(changed) > 10 else ''})" if changed else "") + "; now: "
+          + (", ".join(f"{n} {k}" for k, n in out["flags"].items()) or "no flags"))
     return 0
 
 

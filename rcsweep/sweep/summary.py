@@ -110,7 +110,7 @@ def pareto_front(table, objectives):
 
 def describe_spec(spec: SweepSpec) -> str:
     """What ``rcsweep validate`` prints: the count, the space, the trials when known, the cost."""
-    lines = [f"sweep {spec.name}: {spec.total_trials()} trials, search {spec.search} (seed {spec.search_seed}), "
+    lines = [f"sweep {spec.name}: {spec.total_trials()} trials, search {spec.search} (search seed {spec.search_seed}), "
              f"objectives {', '.join(f'{m} {d}' for m, d in spec.objectives)}",
              f"  at most {spec.max_concurrent} at once, each with {spec.resources['cpu']:g} CPU, "
              f"{spec.resources['gpu']:g} GPU; retries per trial {spec.max_failures}"]
@@ -127,6 +127,7 @@ def describe_spec(spec: SweepSpec) -> str:
 
         from .space import ConditionalSpace
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in validate
         space, study = ConditionalSpace(spec), optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         known += [spec.trial_config(space(study.ask())) for _ in range(spec.total_trials() - len(known))]
     lines.append(estimated_cost(known, exact=spec.search == "grid"))
