@@ -17,19 +17,48 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .errors import ConfigError
+from .objectives import OBJECTIVES, Objective, param_fields
 
 SCHEMA_VERSION = 1
 
-PRETRAIN = ("standard", "adversarial")
+# training objectives (rcsweep.objectives): `pretrain` takes their registry names (standard,
+# adversarial = PGD-AT, trades, ...); `finetune` takes none, clean (the standard objective) and the rest
+_EXTRA_OBJECTIVES = tuple(n for n in OBJECTIVES.names() if n not in ("standard", "adversarial"))
+PRETRAIN = ("standard", "adversarial") + _EXTRA_OBJECTIVES
 COMPRESSION = ("none", "prune", "prune_structured", "quant", "prune_quant", "prune_structured_quant")
 QUANT_MODE = ("ptq", "qat")
 QUANT_SCHEME = ("mse_channel", "minmax_tensor")  # rcsweep's quantizer; the study's (Thorsteinsson et al.)
-FINETUNE = ("none", "clean", "adversarial")
+FINETUNE = ("none", "clean", "adversarial") + _EXTRA_OBJECTIVES
 NORM = ("linf", "l2")
 LR_SCHEDULE = ("cosine", "step", "constant")
 PRUNE_SCOPE = ("global", "layer")
 WEIGHT_BITS = tuple(range(2, 17)) + (32,)
 ACT_BITS = tuple(range(2, 17)) + (32,)
+
+
+def objective_name(stage_value: str) -> str:
+    """The objectives-registry name of a ``pretrain`` or ``finetune`` value (``clean`` -> ``standard``)."""
+    return "standard" if stage_value == "clean" else stage_value
+
+
+# every objective parameter as a trial parameter: ``<objective>_<field>`` -> (objective, field)
+OBJECTIVE_PARAMS: dict[str, tuple[str, dataclasses.Field]] = {
+    f"{name}_{f.name}": (name, f) for name in OBJECTIVES.names() for f in param_fields(OBJECTIVES.get(name))}
+
+
+def _is_adversarial(stage_value: str) -> bool:
+    """Whether a ``pretrain``/``finetune`` value trains on perturbed inputs (so its epsilon applies)."""
+    name = objective_name(stage_value)
+    return name in OBJECTIVES.names() and OBJECTIVES.get(name).adversarial
+
+
+def _with_objective_params(cls):
+    """Adds an ``Optional`` field per objective parameter (``trades_beta``), ``None`` unless its
+    objective is the trial's ``pretrain`` or ``finetune`` (then its default)."""
+    for name, (_, f) in OBJECTIVE_PARAMS.items():
+        cls.__annotations__[name] = "Optional[int]" if isinstance(f.default, int) else "Optional[float]"
+        setattr(cls, name, None)
+    return cls
 
 
 def uses_pruning(compression: str) -> bool:
@@ -41,11 +70,13 @@ def uses_quant(compression: str) -> bool:
 
 
 @dataclass(frozen=True)
+@_with_objective_params
 class TrialConfig:
     """Every parameter of one trial: pretrain -> compress -> fine-tune -> evaluate.
 
     Parameters that do not apply to the chosen methods are ``None`` (for example ``sparsity``
-    without pruning); giving them a value is an error.
+    without pruning); giving them a value is an error. The training objectives' own parameters
+    (``trades_beta``, ...) follow the fields below, one per objective parameter.
     """
 
     # data and model
@@ -125,9 +156,9 @@ class TrialConfig:
         for e in self.eps_curve:
             self._check_eps("eps_curve", e)
         # parameters that only apply to some methods
-        adv_pre = self.pretrain == "adversarial"
-        self._applies("eps_pretrain", adv_pre, "pretrain: adversarial")
-        self._applies("eps_ramp_epochs", adv_pre, "pretrain: adversarial")
+        adv_pre = _is_adversarial(self.pretrain)
+        self._applies("eps_pretrain", adv_pre, "an adversarial pretrain (adversarial, trades, ...)")
+        self._applies("eps_ramp_epochs", adv_pre, "an adversarial pretrain (adversarial, trades, ...)")
         if self.eps_pretrain is not None:
             self._check_eps("eps_pretrain", self.eps_pretrain)
         if self.eps_ramp_epochs is not None and self.eps_ramp_epochs < 0:
@@ -150,15 +181,32 @@ class TrialConfig:
         if self.quant_scheme is not None:
             _choice("quant_scheme", self.quant_scheme, QUANT_SCHEME)
         ft = self.finetune != "none"
-        self._applies("finetune_epochs", ft, "finetune: clean or adversarial")
-        self._applies("finetune_lr", ft, "finetune: clean or adversarial")
-        self._applies("eps_finetune", self.finetune == "adversarial", "finetune: adversarial")
+        self._applies("finetune_epochs", ft, "a finetune other than none")
+        self._applies("finetune_lr", ft, "a finetune other than none")
+        self._applies("eps_finetune", _is_adversarial(self.finetune), "an adversarial finetune (adversarial, trades, ...)")
         if self.finetune_epochs is not None and self.finetune_epochs < 0:
             raise ConfigError("finetune_epochs", f"must be >= 0, got {self.finetune_epochs}")
         if self.finetune_lr is not None:
             _positive("finetune_lr", self.finetune_lr)
         if self.eps_finetune is not None:
             self._check_eps("eps_finetune", self.eps_finetune)
+        for name, (objective, f) in OBJECTIVE_PARAMS.items():
+            self._applies(name, objective in self._objectives(), f"pretrain or finetune: {objective}")
+            if getattr(self, name) is not None:
+                try:
+                    OBJECTIVES.get(objective).Params(**{f.name: getattr(self, name)})
+                except ConfigError as e:
+                    raise ConfigError(name, str(e).split(": ", 1)[1]) from None
+
+    def _objectives(self) -> tuple[str, ...]:
+        """Registry names of the trial's training objectives (pretraining, then fine-tuning if any)."""
+        return (self.pretrain,) + ((objective_name(self.finetune),) if self.finetune != "none" else ())
+
+    def objective(self, stage: str) -> Objective:
+        """The objective of ``stage`` (``pretrain`` or ``finetune``, not ``none``) with this trial's parameters."""
+        name = objective_name(getattr(self, stage))
+        cls = OBJECTIVES.get(name)
+        return cls(cls.Params(**{f.name: getattr(self, f"{name}_{f.name}") for f in param_fields(cls)}))
 
     def _applies(self, name: str, applies: bool, needs: str):
         if not applies and getattr(self, name) is not None:
@@ -182,7 +230,7 @@ class TrialConfig:
         if self.model not in MODELS:
             raise ConfigError("model", f"unknown model {self.model!r}; known: {', '.join(MODELS.names())} "
                                        "(or a 'package.module:factory' path)" + _did_you_mean(self.model, MODELS.names()))
-        if self.pretrain == "adversarial":
+        if _is_adversarial(self.pretrain):
             if self.eps_pretrain is None:
                 s("eps_pretrain", self.eps_eval)
             if self.eps_ramp_epochs is None:
@@ -206,8 +254,11 @@ class TrialConfig:
                 s("finetune_epochs", 3)
             if self.finetune_lr is None:
                 s("finetune_lr", self.lr / 5)
-            if self.finetune == "adversarial" and self.eps_finetune is None:
+            if _is_adversarial(self.finetune) and self.eps_finetune is None:
                 s("eps_finetune", self.eps_eval)
+        for name, (objective, f) in OBJECTIVE_PARAMS.items():
+            if objective in self._objectives() and getattr(self, name) is None:
+                s(name, f.default)
 
     # -- flat dict <-> config (the one place) -----------------------------------------------
     def to_flat(self) -> dict[str, Any]:
@@ -230,13 +281,17 @@ class TrialConfig:
         keys = ("dataset", "model", "width", "seed", "train_size", "val_size", "batch_size", "lr",
                 "lr_schedule", "momentum", "weight_decay", "norm", "attack_steps", "pretrain",
                 "pretrain_epochs", "eps_pretrain", "eps_ramp_epochs")
-        return {k: getattr(self, k) for k in keys}
+        key = {k: getattr(self, k) for k in keys}
+        # the pretraining objective's parameters; none for standard and adversarial (keys unchanged)
+        key.update((k, getattr(self, k)) for k, (o, _) in OBJECTIVE_PARAMS.items() if o == self.pretrain)
+        return key
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrialConfig))
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
 _DEPENDENT_DEFAULTS = ("model", "eps_pretrain", "eps_ramp_epochs", "sparsity", "prune_scope", "weight_bits",
-                       "act_bits", "quant_mode", "quant_scheme", "finetune_epochs", "finetune_lr", "eps_finetune")
+                       "act_bits", "quant_mode", "quant_scheme", "finetune_epochs", "finetune_lr", "eps_finetune"
+                       ) + tuple(OBJECTIVE_PARAMS)
 
 
 def _explicit(cfg: TrialConfig) -> dict[str, Any]:
@@ -254,7 +309,7 @@ def applicable(name: str, params: dict[str, Any]) -> bool:
     compression = params.get("compression", "none")
     finetune = params.get("finetune", "none")
     if name in ("eps_pretrain", "eps_ramp_epochs"):
-        return pretrain == "adversarial"
+        return _is_adversarial(pretrain)
     if name == "sparsity":
         return uses_pruning(compression)
     if name == "prune_scope":
@@ -264,7 +319,9 @@ def applicable(name: str, params: dict[str, Any]) -> bool:
     if name in ("finetune_epochs", "finetune_lr"):
         return finetune != "none"
     if name == "eps_finetune":
-        return finetune == "adversarial"
+        return _is_adversarial(finetune)
+    if name in OBJECTIVE_PARAMS:
+        return OBJECTIVE_PARAMS[name][0] in (pretrain, objective_name(finetune))
     return True
 
 

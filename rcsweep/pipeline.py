@@ -25,7 +25,7 @@ from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_json
 from .metrics import count_macs, efficiency, training_flops
 from .models import build_model
-from .train import EpochStats, fit
+from .train import EpochStats, FitHooks, TrainSpec, fit
 from .trial_status import derive_flags
 
 
@@ -56,16 +56,11 @@ def load_trial_data(cfg: TrialConfig, data_dir=None) -> TrialData:
 
 
 def pretrain(cfg: TrialConfig, data: TrialData, device, on_epoch: Optional[Callable[[EpochStats], None]] = None):
-    """Train a dense model from scratch, standard or PGD-adversarial. Returns (model, history)."""
+    """Train a dense model from scratch on the ``pretrain`` objective. Returns (model, history)."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, data.info, cfg.width)
-    adv = cfg.pretrain == "adversarial"
-    history = fit(model, data.train, data.val, epochs=cfg.pretrain_epochs, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
-                  momentum=cfg.momentum, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, device=device,
-                  seed=cfg.seed, norm=cfg.norm, eps=cfg.eps_pretrain if adv else 0.0,
-                  eps_ramp_epochs=cfg.eps_ramp_epochs or 0, attack_steps=cfg.attack_steps,
-                  num_classes=data.info.num_classes, on_epoch=on_epoch, desc="pretrain")
-    return model, history
+    spec = TrainSpec.for_stage(cfg, "pretrain", data.info.num_classes)
+    return model, fit(model, data.train, data.val, spec, device, FitHooks(on_epoch=on_epoch))
 
 
 def compress(model: nn.Module, cfg: TrialConfig, data: TrialData, device) -> Compression:
@@ -75,15 +70,12 @@ def compress(model: nn.Module, cfg: TrialConfig, data: TrialData, device) -> Com
 
 def finetune(model: nn.Module, comp: Compression, cfg: TrialConfig, data: TrialData, device,
              on_epoch=None, start_epoch: int = 0, opt_state=None) -> list[EpochStats]:
-    """Fine-tune the compressed model (clean or adversarial) while its compression stays in force."""
+    """Fine-tune the compressed model on the ``finetune`` objective while its compression stays in force."""
     if cfg.finetune == "none" or cfg.finetune_epochs == 0:
         return []
-    adv = cfg.finetune == "adversarial"
-    history = fit(model, data.train, data.val, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, lr_schedule="cosine",
-                  momentum=cfg.momentum, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, device=device,
-                  seed=cfg.seed + 1, norm=cfg.norm, eps=cfg.eps_finetune if adv else 0.0, eps_ramp_epochs=0,
-                  attack_steps=cfg.attack_steps, num_classes=data.info.num_classes, after_step=comp.enforce,
-                  on_epoch=on_epoch, desc="finetune", start_epoch=start_epoch, opt_state=opt_state)
+    spec = TrainSpec.for_stage(cfg, "finetune", data.info.num_classes)
+    history = fit(model, data.train, data.val, spec, device, FitHooks(after_step=comp.enforce, on_epoch=on_epoch),
+                  start_epoch=start_epoch, opt_state=opt_state)
     comp.finalize()  # e.g. round the trained weights onto their quantization grid
     return history
 
@@ -96,8 +88,9 @@ def evaluate_model(model: nn.Module, cfg: TrialConfig, data: TrialData, device) 
 
 
 def stage_flops(cfg: TrialConfig, macs_dense: int, macs_compressed: int, n_train: int) -> dict:
-    pre_passes = 1 + (cfg.attack_steps if cfg.pretrain == "adversarial" else 0)
-    ft_passes = 1 + (cfg.attack_steps if cfg.finetune == "adversarial" else 0)
+    """Estimated training FLOPs per stage, from each objective's forward-backward passes per example."""
+    pre_passes = cfg.objective("pretrain").forward_backward_passes(cfg.attack_steps)
+    ft_passes = cfg.objective("finetune").forward_backward_passes(cfg.attack_steps) if cfg.finetune != "none" else 1
     return {"flops_pretrain": training_flops(macs_dense, n_train, cfg.pretrain_epochs, pre_passes),
             "flops_finetune": training_flops(macs_compressed, n_train, cfg.finetune_epochs or 0, ft_passes)}
 

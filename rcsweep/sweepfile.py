@@ -22,7 +22,7 @@ from typing import Any, Optional
 import yaml
 
 from . import metrics_table
-from .config import FIELD_NAMES, TrialConfig, _did_you_mean, applicable, parse_number
+from .config import FIELD_NAMES, OBJECTIVE_PARAMS, TrialConfig, _did_you_mean, applicable, parse_number
 from .errors import ConfigError, UserError
 
 SEARCH = ("optuna", "random", "grid")
@@ -41,6 +41,9 @@ METHOD_KEYS = {"sparsity": ("compression",), "prune_scope": ("compression",), "w
                "eps_pretrain": ("pretrain",),
                "eps_ramp_epochs": ("pretrain",), "finetune_epochs": ("finetune",), "finetune_lr": ("finetune",),
                "eps_finetune": ("finetune",)}
+# a training objective's parameters (``trades_beta``) apply when it is the pretraining or fine-tuning objective
+_CONTEXT.update((k, {"pretrain": objective}) for k, (objective, _) in OBJECTIVE_PARAMS.items())
+METHOD_KEYS.update((k, ("pretrain", "finetune")) for k in OBJECTIVE_PARAMS)
 
 
 @dataclass(frozen=True)

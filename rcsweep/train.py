@@ -1,11 +1,13 @@
-"""One epoch loop shared by pretraining and fine-tuning, clean or PGD-adversarial (Madry et al.).
+"""One epoch loop shared by pretraining and fine-tuning, for any training objective.
 
-Adversarial training uses PGD with a random start at epsilon ``eps`` (pixel units); callers ramp
-epsilon up over the first epochs, because PGD training of a net without BatchNorm from scratch at
-the full epsilon collapses to chance. A NaN/inf loss or an accuracy collapse raises
-:class:`TrainingCollapsed` rather than returning a useless model. Mini-batches and clean accuracy
-come from :mod:`rcsweep.batching`, the validation robust accuracy from :mod:`rcsweep.evaluate`
-(both below this module).
+``fit(model, train, val, spec, device, hooks)`` trains with SGD + momentum under a
+:class:`TrainSpec`, built in one place (:meth:`TrainSpec.for_stage`) from the trial configuration;
+the batch loss comes from the spec's objective (:mod:`rcsweep.objectives`: standard, PGD-AT, TRADES,
+MART, fast AT). Adversarial objectives ramp epsilon (pixel units) up over the first epochs, because
+PGD training of a net without BatchNorm from scratch at the full epsilon collapses to chance. A
+NaN/inf loss or an accuracy collapse raises :class:`TrainingCollapsed` rather than returning a
+useless model. Mini-batches and clean accuracy come from :mod:`rcsweep.batching`, the validation
+robust accuracy from :mod:`rcsweep.evaluate` (both below this module).
 """
 from __future__ import annotations
 
@@ -16,26 +18,75 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .attacks import PGD, threat_model
+from .attacks import threat_model
 from .batching import accuracy, batches
+from .config import TrialConfig
 from .errors import TrainingCollapsed
 from .evaluate import robust_accuracy
+from .objectives import Objective, Standard
 
 
 @dataclass
 class EpochStats:
+    """One epoch's numbers (a history entry is ``vars(stats)``). The objective's
+    :meth:`~rcsweep.objectives.Objective.epoch_checks` add theirs as attributes (fast AT:
+    ``catastrophic_overfitting``, ``val_fgsm_acc``, ``val_pgd10_acc``)."""
     epoch: int
     loss: float
-    train_acc: float  # on the (adversarial, when training adversarially) training batches
+    train_acc: float  # on the logits the objective reports (the adversarial ones for PGD-AT, MART, fast AT)
     eps: float
     lr: float
     seconds: float
-    forward_backward_passes: int  # per example: 1 (clean) or 1 + attack steps (adversarial)
+    forward_backward_passes: int  # per example: the objective's (1 while eps is 0)
     val_clean_acc: Optional[float] = None
     val_robust_acc: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What one training stage runs. ``eps`` (pixel units) is the full epsilon, reached after
+    ``eps_ramp_epochs`` epochs of linear warm-up; 0 trains clean whatever the objective.
+    ``attack_steps``: PGD steps of the objectives that run PGD (and of the validation attack)."""
+    objective: Objective
+    epochs: int
+    lr: float
+    lr_schedule: str
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    seed: int
+    norm: str = "linf"
+    eps: float = 0.0
+    eps_ramp_epochs: int = 0
+    attack_steps: int = 10
+    num_classes: int = 10
+    desc: str = "train"
+
+    @classmethod
+    def for_stage(cls, cfg: TrialConfig, stage: str, num_classes: int) -> "TrainSpec":
+        """The spec of a trial's ``stage`` (``pretrain`` or ``finetune``, not ``none``): the one place
+        that maps the configuration onto training."""
+        objective = cfg.objective(stage)
+        common = dict(objective=objective, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                      batch_size=cfg.batch_size, norm=cfg.norm, attack_steps=cfg.attack_steps,
+                      num_classes=num_classes, desc=stage)
+        if stage == "pretrain":
+            return cls(epochs=cfg.pretrain_epochs, lr=cfg.lr, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
+                       eps=cfg.eps_pretrain if objective.adversarial else 0.0,
+                       eps_ramp_epochs=cfg.eps_ramp_epochs or 0, **common)
+        return cls(epochs=cfg.finetune_epochs or 0, lr=cfg.finetune_lr, lr_schedule="cosine", seed=cfg.seed + 1,
+                   eps=cfg.eps_finetune if objective.adversarial else 0.0, **common)
+
+
+@dataclass
+class FitHooks:
+    """Callbacks of :func:`fit`: ``after_step()`` after every optimiser step (compression keeps its
+    masks and quantisation grids in force); ``on_epoch(stats)`` after each epoch that passed the
+    collapse check (the sweep layer checkpoints there)."""
+    after_step: Optional[Callable[[], None]] = None
+    on_epoch: Optional[Callable[[EpochStats], None]] = None
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float):
@@ -61,14 +112,14 @@ def eps_at(eps: float, epoch: int, ramp_epochs: int) -> float:
 
 
 def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, *,
-                batch_size: int, device: torch.device, norm: str = "linf", eps: float = 0.0,
-                attack_steps: int = 10, generator=None, after_step: Optional[Callable[[], None]] = None,
-                progress: Optional[str] = None):
-    """Train one epoch; adversarially when ``eps > 0``. Returns (mean loss, train accuracy).
-
-    ``after_step`` runs after every optimiser step (compression uses it to keep masks and
-    quantisation grids in force)."""
-    attack = PGD(threat_model(norm, eps), steps=attack_steps) if eps > 0 else None
+                objective: Objective, batch_size: int, device: torch.device, norm: str = "linf",
+                eps: float = 0.0, attack_steps: int = 10, generator=None,
+                after_step: Optional[Callable[[], None]] = None, progress: Optional[str] = None):
+    """Train one epoch on ``objective``'s loss (clean cross-entropy while ``eps`` is 0). Returns
+    (mean loss, train accuracy)."""
+    threat = threat_model(norm, eps) if eps > 0 else None
+    if threat is None:
+        objective = Standard()
     total_loss, correct, seen = 0.0, 0, 0
     it = batches(x, y, batch_size, shuffle=True, generator=generator)
     bar = None
@@ -82,10 +133,7 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.o
     model.train()
     for xb, yb in it:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        if attack is not None:
-            xb = attack(model, xb, yb)  # eval-mode attack, as in Madry et al.'s reference code
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        loss, logits = objective.loss(model, xb, yb, threat, attack_steps)
         if not torch.isfinite(loss):
             raise TrainingCollapsed(f"loss became {loss.item()} (lr too high?)")
         opt.zero_grad(set_to_none=True)
@@ -103,47 +151,50 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.o
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
-def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, lr_schedule: str,
-        momentum: float, weight_decay: float, batch_size: int, device, seed: int, norm: str = "linf",
-        eps: float = 0.0, eps_ramp_epochs: int = 0, attack_steps: int = 10, num_classes: int = 10,
-        after_step=None, on_epoch: Optional[Callable[[EpochStats], None]] = None,
-        desc: str = "train", start_epoch: int = 0, opt_state: Optional[dict] = None) -> list[EpochStats]:
-    """Train for ``epochs`` epochs with SGD + momentum and the LR schedule; adversarially if
-    ``eps > 0`` with an epsilon ramp. Validation clean (and, if adversarial, robust) accuracy is
-    measured every epoch on up to 500 ``val`` images.
+def fit(model: nn.Module, train: tuple, val: tuple, spec: TrainSpec, device, hooks: Optional[FitHooks] = None, *,
+        start_epoch: int = 0, opt_state: Optional[dict] = None) -> list[EpochStats]:
+    """Train ``model`` on ``train = (images, labels)`` for ``spec.epochs`` epochs with SGD + momentum
+    and the LR schedule, on the spec's objective with its epsilon ramp. Validation clean (and, if
+    adversarial, robust: PGD with ``attack_steps``, at the full epsilon) accuracy is measured every
+    epoch on up to 500 (200) ``val`` images, then the objective's own checks run.
+    ``start_epoch``/``opt_state`` resume a stage from a checkpoint.
 
     Collapse detection: validation clean accuracy that falls below 1.5x chance after having
     reached 2.5x chance, or is still below 1.5x chance after the last epoch, raises
     :class:`TrainingCollapsed` before ``on_epoch`` sees that epoch (so it is never checkpointed: a
     resumed run cannot skip the check).
     """
+    hooks = hooks or FitHooks()
     model.to(device)
-    opt = make_optimizer(model, lr, momentum, weight_decay)
+    opt = make_optimizer(model, spec.lr, spec.momentum, spec.weight_decay)
     if opt_state:
         opt.load_state_dict(opt_state)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(spec.seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical when resuming
         torch.randperm(len(train[0]), generator=gen)
     xv, yv = val[0][:500], val[1][:500]
-    history, best = [], 0.0
+    history, best, eps, epochs = [], 0.0, spec.eps, spec.epochs
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        cur_lr = lr_at(lr_schedule, lr, epoch, epochs)
+        cur_lr = lr_at(spec.lr_schedule, spec.lr, epoch, epochs)
         for g in opt.param_groups:
             g["lr"] = cur_lr
-        cur_eps = eps_at(eps, epoch, eps_ramp_epochs) if eps > 0 else 0.0
-        loss, acc = train_epoch(model, train[0], train[1], opt, batch_size=batch_size, device=device,
-                                norm=norm, eps=cur_eps, attack_steps=attack_steps, generator=gen,
-                                after_step=after_step, progress=f"{desc} {epoch + 1}/{epochs}")
-        stats = EpochStats(epoch, loss, acc, cur_eps, cur_lr, time.perf_counter() - t0,
-                           1 + (attack_steps if cur_eps > 0 else 0))
+        cur_eps = eps_at(eps, epoch, spec.eps_ramp_epochs) if eps > 0 else 0.0
+        loss, acc = train_epoch(model, train[0], train[1], opt, objective=spec.objective, batch_size=spec.batch_size,
+                                device=device, norm=spec.norm, eps=cur_eps, attack_steps=spec.attack_steps,
+                                generator=gen, after_step=hooks.after_step, progress=f"{spec.desc} {epoch + 1}/{epochs}")
+        passes = spec.objective.forward_backward_passes(spec.attack_steps) if cur_eps > 0 else 1
+        stats = EpochStats(epoch, loss, acc, cur_eps, cur_lr, time.perf_counter() - t0, passes)
         stats.val_clean_acc = accuracy(model, xv, yv, device)
         if eps > 0:
-            stats.val_robust_acc = robust_accuracy(model, xv[:200], yv[:200], norm=norm, eps=eps,
-                                                   steps=attack_steps, restarts=1, device=device)
+            stats.val_robust_acc = robust_accuracy(model, xv[:200], yv[:200], norm=spec.norm, eps=eps,
+                                                   steps=spec.attack_steps, restarts=1, device=device,
+                                                   num_classes=spec.num_classes)
+            vars(stats).update(spec.objective.epoch_checks(model, xv[:200], yv[:200], threat_model(spec.norm, eps),
+                                                           device))
         history.append(stats)
         best = max(best, stats.val_clean_acc)
-        chance = 1.0 / num_classes
+        chance = 1.0 / spec.num_classes
         fell = best >= 2.5 * chance and stats.val_clean_acc < 1.5 * chance
         never = epoch == epochs - 1 and stats.val_clean_acc < 1.5 * chance
         if fell or never:
@@ -151,6 +202,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, *, epochs: int, lr: float, l
                 f"validation accuracy {'collapsed' if fell else 'stayed'} at {stats.val_clean_acc:.3f} "
                 f"(chance {chance:.2f}) at epoch {epoch + 1}, eps {cur_eps:.4g}; "
                 f"lower lr or lengthen eps_ramp_epochs")
-        if on_epoch is not None:  # after the check: a collapsed epoch is never checkpointed and resumed from
-            on_epoch(stats)
+        if hooks.on_epoch is not None:  # after the check: a collapsed epoch is never checkpointed and resumed from
+            hooks.on_epoch(stats)
     return history

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rcsweep.errors import TrainingCollapsed
-from rcsweep.train import eps_at, fit, lr_at
+from rcsweep.objectives import Standard
+from rcsweep.train import FitHooks, TrainSpec, eps_at, fit, lr_at
 
 
 def _metrics(folder):
@@ -45,8 +46,8 @@ def test_nan_loss_stops_training():
     model = build_model("digits_cnn", "digits")
     data = _tiny_data()
     with pytest.raises(TrainingCollapsed, match="loss became"):
-        fit(model, data, data, epochs=3, lr=1e6, lr_schedule="constant", momentum=0.9, weight_decay=0,
-            batch_size=16, device="cpu", seed=0)
+        fit(model, data, data, TrainSpec(Standard(), epochs=3, lr=1e6, lr_schedule="constant", momentum=0.9,
+                                         weight_decay=0, batch_size=16, seed=0), "cpu")
 
 
 def test_accuracy_stuck_at_chance_stops_training():
@@ -58,8 +59,9 @@ def test_accuracy_stuck_at_chance_stops_training():
         wrong = (model(x).argmax(1) + 1) % 10  # labels the (barely moving) model never predicts
     seen = []
     with pytest.raises(TrainingCollapsed, match="chance"):
-        fit(model, (x, y), (x, wrong), epochs=2, lr=1e-9, lr_schedule="constant", momentum=0.0, weight_decay=0,
-            batch_size=16, device="cpu", seed=0, on_epoch=lambda s: seen.append(s.epoch))
+        fit(model, (x, y), (x, wrong), TrainSpec(Standard(), epochs=2, lr=1e-9, lr_schedule="constant", momentum=0.0,
+                                                 weight_decay=0, batch_size=16, seed=0), "cpu",
+            FitHooks(on_epoch=lambda s: seen.append(s.epoch)))
     assert seen == [0]  # the collapsed epoch never reaches on_epoch (which checkpoints in a sweep)
 
 
@@ -88,3 +90,22 @@ def test_fashion_mnist_one_epoch_reaches_085():
     model, _ = pretrain(cfg, data, "cpu")
     acc = accuracy(model, *data.test, "cpu")
     assert acc >= 0.85, acc
+
+
+def test_pgd_objective_is_the_old_pgd_training_step():
+    """PGD-AT as an objective is bit-for-bit the loop's former step: eval-mode PGD from the same RNG
+    state, then cross-entropy on the adversarial batch in train mode."""
+    import torch.nn.functional as F
+
+    from rcsweep.attacks import PGD, threat_model
+    from rcsweep.models import build_model
+    from rcsweep.objectives import PGDAT
+
+    model = build_model("digits_cnn", "digits")
+    model.train()
+    x, y = _tiny_data(16)
+    torch.manual_seed(5)
+    new, logits = PGDAT().loss(model, x, y, threat_model("linf", 0.1), 3)
+    torch.manual_seed(5)
+    old = F.cross_entropy(model(PGD(threat_model("linf", 0.1), steps=3)(model, x, y)), y)
+    assert torch.equal(new, old) and PGDAT().forward_backward_passes(3) == 4

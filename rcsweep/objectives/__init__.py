@@ -1,0 +1,16 @@
+"""Training objectives, one module each; ``OBJECTIVES`` maps a configuration name to its class.
+
+A new objective is one module (an :class:`Objective` with its parameter dataclass) and one
+registration line here; the trial configuration, the sweep-file rules and the contract tests
+(``tests/test_objectives_contract.py``) pick it up from this registry.
+"""
+from ..registry import Registry
+from .base import NoParams, Objective, ObjectiveParams, param, param_fields
+from .pgd import PGDAT
+from .standard import Standard
+
+OBJECTIVES: Registry = Registry("training objective")
+OBJECTIVES.register("standard")(Standard)
+OBJECTIVES.register("adversarial")(PGDAT)
+
+__all__ = ["NoParams", "OBJECTIVES", "Objective", "ObjectiveParams", "param", "param_fields"]
