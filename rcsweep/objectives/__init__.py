@@ -8,9 +8,11 @@ from ..registry import Registry
 from .base import NoParams, Objective, ObjectiveParams, param, param_fields
 from .pgd import PGDAT
 from .standard import Standard
+from .trades import TRADES
 
 OBJECTIVES: Registry = Registry("training objective")
 OBJECTIVES.register("standard")(Standard)
 OBJECTIVES.register("adversarial")(PGDAT)
+OBJECTIVES.register("trades")(TRADES)
 
 __all__ = ["NoParams", "OBJECTIVES", "Objective", "ObjectiveParams", "param", "param_fields"]
