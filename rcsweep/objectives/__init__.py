@@ -6,6 +6,7 @@ registration line here; the trial configuration, the sweep-file rules and the co
 """
 from ..registry import Registry
 from .base import NoParams, Objective, ObjectiveParams, param, param_fields
+from .mart import MART
 from .pgd import PGDAT
 from .standard import Standard
 from .trades import TRADES
@@ -14,5 +15,6 @@ OBJECTIVES: Registry = Registry("training objective")
 OBJECTIVES.register("standard")(Standard)
 OBJECTIVES.register("adversarial")(PGDAT)
 OBJECTIVES.register("trades")(TRADES)
+OBJECTIVES.register("mart")(MART)
 
 __all__ = ["NoParams", "OBJECTIVES", "Objective", "ObjectiveParams", "param", "param_fields"]
