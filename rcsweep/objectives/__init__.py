@@ -6,6 +6,7 @@ registration line here; the trial configuration, the sweep-file rules and the co
 """
 from ..registry import Registry
 from .base import NoParams, Objective, ObjectiveParams, param, param_fields
+from .fast_at import FastAT
 from .mart import MART
 from .pgd import PGDAT
 from .standard import Standard
@@ -16,5 +17,6 @@ OBJECTIVES.register("standard")(Standard)
 OBJECTIVES.register("adversarial")(PGDAT)
 OBJECTIVES.register("trades")(TRADES)
 OBJECTIVES.register("mart")(MART)
+OBJECTIVES.register("fast_at")(FastAT)
 
 __all__ = ["NoParams", "OBJECTIVES", "Objective", "ObjectiveParams", "param", "param_fields"]
