@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     rows = []
-    for folder in args.models:
+    for folder in [m for m in args.models if (m / "model.json").is_file()]:  # skips the store's .lock files
         base = {k: v for k, v in json.loads((folder / "model.json").read_text())["config"].items() if v is not None}
         data = load_trial_data(TrialConfig.from_flat(base))
         x, y = data.test

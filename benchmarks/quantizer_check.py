@@ -39,7 +39,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     rows = []
-    for folder in args.models:
+    for folder in [m for m in args.models if (m / "model.json").is_file()]:  # skips the store's .lock files
         meta = json.loads((folder / "model.json").read_text())
         base = {k: v for k, v in meta["config"].items() if v is not None}
         for bits, act in SETTINGS:

@@ -159,3 +159,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(copy, args, message, ca
 def test_missing_folder(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "nope")]) == 2
     assert "is not a folder" in capsys.readouterr().err and not (tmp_path / "nope").exists()
+
+
+def test_judge_exactly_one_point_is_not_more_than_one_point():
+    """2 of 200 images is exactly the 1-point tolerance; float32 shares (0.23 - 0.22 = 0.0100000016)
+    must not make it 'more than 1 point' (seen on the FashionMNIST study's trial 0d129751)."""
+    import numpy as np
+
+    row = dict(robust_acc_rcsweep=float(np.float32(0.23)), robust_acc_independent=float(np.float32(0.22)),
+               n_examples=200, n_test=1000, robust_acc_sweep=0.196)
+    assert judge(row) == (False, "")
+    assert judge({**row, "robust_acc_rcsweep": float(np.float32(0.235))})[0]  # 3 images: more than 1 point
