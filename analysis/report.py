@@ -210,7 +210,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
                "(`compression_curves.csv`); the dense model is the point at sparsity 0 and at 32 bits.\n"]
 
     curves = robustness_curves(usable)
-    if not curves.empty:
+    has_curve = "robust_acc_curve" in usable and usable["robust_acc_curve"].map(lambda v: bool(v)).any()
+    if not curves.empty and has_curve:  # without eps_curve each "curve" has two points: not drawn
         to_csv(curves, out / "robustness_curves.csv")
         plots.plot_robustness_curves(curves, out / "robustness", eps_eval=float(usable["eps_eval"].iloc[0])
                                      if usable["eps_eval"].nunique() == 1 else None, norm=str(usable["norm"].iloc[0]))

@@ -155,3 +155,5 @@ def test_compression_curves_are_the_studys_figure_1(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "![Accuracy against compression](compression_curves.png)" in text
     assert (tmp_path / "report" / "compression_curves.png").is_file()
+    # no eps_curve: a "curve" would have two points; the report draws none rather than an unreadable one
+    assert "## Robustness curves" not in text and not (tmp_path / "report" / "robustness.png").exists()
