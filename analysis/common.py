@@ -31,12 +31,12 @@ def exclusion_counts(excluded: pd.DataFrame) -> dict:
     """Excluded rows per status or flag, e.g. ``{'degenerate': 3, 'suspect': 2}``: a row counts once
     for its status when that excludes it, else once for each flag it carries that excludes it (a
     trial can be both suspect and degenerate)."""
-    from rcsweep.trial_status import FLAGS, row_flags
+    from rcsweep.trial_status import FLAGS, excluding_flags
 
     counts: dict = {}
     for _, r in excluded.iterrows():
         first = str(r["reason"]).split(":")[0].strip()
-        keys = [f for f in row_flags(r) if f in FLAGS and not FLAGS[f].on_front] if first in FLAGS else [first]
+        keys = excluding_flags(r) if first in FLAGS else [first]
         for k in keys or [first]:
             counts[k] = counts.get(k, 0) + 1
     return counts

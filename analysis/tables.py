@@ -203,7 +203,7 @@ def flagged_rows(excluded: pd.DataFrame) -> pd.DataFrame:
     """Finished trials kept out by a flag (suspect, degenerate, invalid, ...; the table of statuses
     and flags, :mod:`rcsweep.trial_status`), with the reason. ``excluded``: from
     :func:`analysis.common.split_usable`."""
-    from rcsweep.trial_status import FLAGS, row_flags
+    from rcsweep.trial_status import excluding_flags, flag_reason
 
     cols = ["trial_id", "route", "compression_level", "clean_acc", "robust_acc", "reason"]
     s = excluded[(excluded["status"] == "finished") & ~excluded["reason"].str.startswith("missing")]
@@ -211,12 +211,7 @@ def flagged_rows(excluded: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
 
     def reasons(r) -> str:  # every flag that keeps the trial out, each with its reason
-        out = []
-        for f in row_flags(r):
-            if f in FLAGS and not FLAGS[f].on_front:
-                why = r.get(f"{f}_reason")
-                out.append(f"{f}: {why if isinstance(why, str) and why else FLAGS[f].meaning}")
-        return "; ".join(out) or r["reason"]
+        return "; ".join(flag_reason(r, f) for f in excluding_flags(r)) or r["reason"]
 
     return label_rows(s.assign(reason=[reasons(r) for _, r in s.iterrows()]))[cols]
 

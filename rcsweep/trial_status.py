@@ -91,6 +91,22 @@ def row_flags(row) -> list[str]:
     return flags
 
 
+def excluding_flags(row, use: str = "front") -> list[str]:
+    """The flags of ``row`` whose rule keeps it off the front (``use="front"``) or out of cell means."""
+    return [f for f in row_flags(row) if f in FLAGS
+            and not (FLAGS[f].on_front if use == "front" else FLAGS[f].in_cell_means)]
+
+
+#: flags only results.csv knows (set by the sweep, not derived from a trial's record)
+ROW_ONLY_FLAGS = ("collapsed", "infeasible")
+
+
+def merge_row_flags(from_record, from_row) -> str:
+    """A results row's ``flags`` cell after its record's flags were derived again: the record's
+    flags plus the row-only ones (:data:`ROW_ONLY_FLAGS`) the old cell had."""
+    return join_flags(parse_flags(from_record) + [f for f in parse_flags(from_row) if f in ROW_ONLY_FLAGS])
+
+
 def exclusion(row, use: str = "front") -> str:
     """'' if the row counts for ``use`` (``front`` or ``cell``), else why not (one line)."""
     status = row.get("status")
@@ -101,13 +117,14 @@ def exclusion(row, use: str = "front") -> str:
         if status == "failed":
             return "failed: " + (str(row.get("error") or "") or "no error recorded")
         return f"{status}: not finished"
-    for f in row_flags(row):
-        frule = FLAGS.get(f)
-        if frule is not None and not (frule.on_front if use == "front" else frule.in_cell_means):
-            reason = row.get(f"{f}_reason")
-            reason = reason if isinstance(reason, str) and reason else frule.meaning
-            return f"{f}: {reason}"
-    return ""
+    flags = excluding_flags(row, use)
+    return flag_reason(row, flags[0]) if flags else ""
+
+
+def flag_reason(row, flag: str) -> str:
+    """``'<flag>: <its reason>'``: the row's ``<flag>_reason`` cell, else the flag's meaning."""
+    reason = row.get(f"{flag}_reason")
+    return f"{flag}: {reason if isinstance(reason, str) and reason else FLAGS[flag].meaning}"
 
 
 # -- degeneracy -----------------------------------------------------------------------------------

@@ -74,15 +74,14 @@ def format_status(st: Status) -> str:
 
 def _flag_counts(table) -> dict:
     """Finished trials per flag that keeps a trial off the front (rcsweep.trial_status)."""
-    from ..trial_status import FLAGS, row_flags
+    from ..trial_status import excluding_flags
 
     counts: dict = {}
     if table is None:
         return counts
     for _, r in table[table["status"] == "finished"].iterrows():
-        for f in row_flags(r):
-            if f in FLAGS and not FLAGS[f].on_front:
-                counts[f] = counts.get(f, 0) + 1
+        for f in excluding_flags(r):
+            counts[f] = counts.get(f, 0) + 1
     return counts
 
 
