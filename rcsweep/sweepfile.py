@@ -6,7 +6,15 @@ fields (``search``, ``objectives``, ``num_samples``, ...). Every error names the
 ``space.sparsity.uniform: ...``. See the README for a full example.
 
 Search-space entries (one key each, plus an optional ``default`` used by ``rcsweep trial``):
-``{choice: [a, b, ...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{int: [lo, hi]}``.
+``{choice: [a, b, ...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{int: [lo, hi]}``;
+``uniform`` and ``int`` take an optional ``step`` (``{uniform: [0.1, 0.9], step: 0.05}``): values
+are drawn on that grid, so that two suggestions are the same configuration exactly when they are
+equal (a sweep never runs one configuration twice), and ``search: grid`` can enumerate them.
+
+``search`` names a sampler of :data:`rcsweep.samplers.SAMPLERS` (``tpe``, ``nsga2``, ``gp``,
+``random``, ``grid``; ``optuna`` is the default sampler), alone or with its options:
+``search: {sampler: tpe, n_startup_trials: 6}``. ``constraints`` bound any metric a sweep can
+optimise: ``constraints: {clean_acc: ">= 0.7", model_bits: "<= 2e6"}`` (:mod:`rcsweep.constraints`).
 Parameters that do not apply to a trial's methods (``weight_bits`` without quantization,
 ``sparsity`` without pruning, ``eps_finetune`` without adversarial fine-tuning) are dropped.
 """
@@ -22,10 +30,12 @@ from typing import Any, Optional
 import yaml
 
 from . import metrics_table
+from .constraints import parse_constraints
 from .config import FIELD_NAMES, OBJECTIVE_PARAMS, TrialConfig, _did_you_mean, applicable, parse_number
 from .errors import ConfigError, UserError
+from .samplers import ALIASES, SAMPLERS
 
-SEARCH = ("optuna", "random", "grid")
+SEARCH = tuple(SAMPLERS.names()) + tuple(a for a in ALIASES if a not in SAMPLERS.names())
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = metrics_table.OBJECTIVES  # the metrics a sweep may name as objectives
 DIRECTIONS = ("max", "min")
@@ -53,14 +63,31 @@ class Dist:
     kind: str  # choice | uniform | loguniform | int
     values: tuple  # choices, or (lo, hi)
     default: Any = None
+    step: Any = None  # uniform/int: values lie on lo + k * step
+
+    @property
+    def finite(self) -> bool:
+        """Whether the parameter takes finitely many values (a choice, an int range, a stepped range)."""
+        return self.kind in ("choice", "int") or self.step is not None
 
     def grid_values(self) -> tuple:
-        if self.kind != "choice":
-            raise ConfigError(f"space.{self.name}", f"search: grid needs a 'choice' list, not '{self.kind}'")
-        return self.values
+        """Every value, in order (choices as listed; ranges from low to high by ``step``)."""
+        if not self.finite:
+            raise ConfigError(f"space.{self.name}", f"search: grid needs a 'choice' list, an 'int' range or a "
+                                                    f"'step', not a continuous '{self.kind}'")
+        if self.kind == "choice":
+            return self.values
+        lo, hi = self.values
+        step = self.step or 1
+        n = int(round((hi - lo) / step))
+        if self.kind == "int":
+            return tuple(range(lo, hi + 1, step))
+        return tuple(float(round(lo + k * step, 12)) for k in range(n + 1))
 
     def to_dict(self) -> dict:
         d = {self.kind: list(self.values)}
+        if self.step is not None:
+            d["step"] = self.step
         if self.default is not None:
             d["default"] = self.default
         return d
@@ -72,7 +99,9 @@ class SweepSpec:
     fixed: dict
     space: dict  # name -> Dist
     references: tuple = ()
-    search: str = "optuna"
+    search: str = "tpe"  # a sampler's name (rcsweep.samplers.SAMPLERS)
+    search_options: dict = field(default_factory=dict)  # its options, as the sweep file gives them
+    constraints: tuple = ()  # rcsweep.constraints.Constraint
     objectives: tuple = metrics_table.DEFAULT_OBJECTIVES
     num_samples: Optional[int] = None  # None: 12 (optuna/random) or the grid's size
     max_concurrent: int = 2
@@ -123,7 +152,9 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
                 "space": {n: d.to_dict() for n, d in self.space.items()}, "references": [dict(r) for r in self.references],
-                "search": self.search, "objectives": {m: d for m, d in self.objectives},
+                "search": {"sampler": self.search, **self.search_options} if self.search_options else self.search,
+                "constraints": dict(c.to_item() for c in self.constraints) or None,
+                "objectives": {m: d for m, d in self.objectives},
                 "num_samples": self.num_samples, "max_concurrent": self.max_concurrent,
                 "resources": dict(self.resources), "search_seed": self.search_seed,
                 "trial_timeout_s": self.trial_timeout_s, "time_budget_s": self.time_budget_s,
@@ -132,8 +163,22 @@ class SweepSpec:
     def replace(self, **changes) -> "SweepSpec":
         return parse_sweep({**self.to_dict(), **changes}, self.name)
 
+    def sampler(self):
+        """The :class:`rcsweep.samplers.Sampler` of ``search``, with its options."""
+        cls = SAMPLERS.get(self.search)
+        return cls(cls.Params(**self.search_options))
 
-TOP_LEVEL = tuple(f.name for f in dataclasses.fields(SweepSpec))
+    def finite_points(self, limit: int = 100_000) -> list[dict] | None:
+        """Every distinct point of a finite space (:meth:`grid`), or None when some parameter is
+        continuous or the space has more than ``limit`` points."""
+        if not all(d.finite for d in self.space.values()):
+            return None
+        if math.prod(len(d.grid_values()) for d in self.space.values()) > limit:
+            return None
+        return self.grid()
+
+
+TOP_LEVEL = tuple(f.name for f in dataclasses.fields(SweepSpec) if f.name != "search_options")
 
 
 def load_sweep(source, name: str | None = None) -> SweepSpec:
@@ -182,7 +227,8 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
         space[k] = _parse_dist(k, v, fixed)
     spec_kw = dict(name=name, fixed=fixed, space=space)
     spec_kw["description"] = str(data.get("description") or "")
-    spec_kw["search"] = _enum(data, "search", SEARCH, "optuna")
+    spec_kw["search"], spec_kw["search_options"] = _search(data.get("search"))
+    spec_kw["constraints"] = parse_constraints(data.get("constraints"))
     spec_kw["objectives"] = _objectives(data.get("objectives"))
     spec_kw["num_samples"] = _int(data, "num_samples", None, 1)
     spec_kw["max_concurrent"] = _int(data, "max_concurrent", 2, 1)
@@ -217,6 +263,38 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     return spec
 
 
+def _search(v) -> tuple[str, dict]:
+    """``search`` -> (sampler name, options): a name (``tpe``, or an alias such as ``optuna``) or
+    ``{sampler: NAME, OPTION: VALUE, ...}``, options validated by the sampler's options class."""
+    if v is None:
+        return ALIASES["optuna"], {}
+    if isinstance(v, str):
+        options = {}
+        name = v
+    elif isinstance(v, dict):
+        if "sampler" not in v:
+            raise ConfigError("search.sampler", f"is missing: search: {{sampler: NAME, ...}} with NAME one of "
+                                                f"{', '.join(SEARCH)}")
+        name, options = v["sampler"], {k: x for k, x in v.items() if k != "sampler"}
+    else:
+        raise ConfigError("search", f"must be a sampler's name or {{sampler: NAME, option: value}}, got {v!r}")
+    name = ALIASES.get(name, name) if isinstance(name, str) else name
+    if not isinstance(name, str) or name not in SAMPLERS.names():
+        raise ConfigError("search" if isinstance(v, str) else "search.sampler",
+                          f"unknown sampler {name!r}" + _did_you_mean(str(name), SEARCH) + f"; samplers: {', '.join(SEARCH)}")
+    cls = SAMPLERS.get(name)
+    known = [f.name for f in dataclasses.fields(cls.Params)]
+    for k in options:
+        if k not in known:
+            raise ConfigError(f"search.{k}", f"is not an option of sampler {name}" + _did_you_mean(str(k), known)
+                              + (f"; its options: {', '.join(known)}" if known else "; it takes none"))
+    try:
+        cls.Params(**options)
+    except ConfigError as e:
+        raise ConfigError(f"search.{e.field}", str(e).split(": ", 1)[1]) from None
+    return name, options
+
+
 def _mapping(data, key) -> dict:
     v = data.get(key) or {}
     if not isinstance(v, dict):
@@ -230,9 +308,9 @@ def _parse_dist(name: str, spec, fixed: dict) -> Dist:
         raise ConfigError(where, f"must be one of {{choice: [...]}}, {{uniform: [lo, hi]}}, "
                                  f"{{loguniform: [lo, hi]}}, {{int: [lo, hi]}}; got {spec!r}")
     kinds = [k for k in spec if k in DISTRIBUTIONS]
-    extra = [k for k in spec if k not in DISTRIBUTIONS and k != "default"]
+    extra = [k for k in spec if k not in DISTRIBUTIONS and k not in ("default", "step")]
     if len(kinds) != 1 or extra:
-        raise ConfigError(where, f"needs exactly one of {', '.join(DISTRIBUTIONS)} (and optionally default); "
+        raise ConfigError(where, f"needs exactly one of {', '.join(DISTRIBUTIONS)} (and optionally default, step); "
                                  f"got keys {', '.join(map(str, spec))}")
     kind = kinds[0]
     values = spec[kind]
@@ -258,12 +336,35 @@ def _parse_dist(name: str, spec, fixed: dict) -> Dist:
         for v in (lo, hi):
             _check_value(name, v, fixed, f"{where}.{kind}")
         values = (lo, hi)
+    step = _step(spec.get("step"), kind, values, where)
     default = spec.get("default")
     if default is not None:
         default = _check_value(name, default, fixed, f"{where}.default")
     else:
         default = _natural_default(name, kind, values)
-    return Dist(name, kind, values, default)
+        if step is not None:  # the default lies on the grid too
+            lo = values[0]
+            default = type(lo)(lo + round((default - lo) / step) * step)
+            default = round(default, 12) if isinstance(default, float) else default
+    return Dist(name, kind, values, default, step)
+
+
+def _step(step, kind: str, values: tuple, where: str):
+    """A range's ``step``: positive, dividing ``high - low`` (None when not given)."""
+    if step is None:
+        return None
+    if kind not in ("uniform", "int"):
+        raise ConfigError(f"{where}.step", f"only 'uniform' and 'int' ranges take a step, not '{kind}'")
+    step = parse_number(step, f"{where}.step")
+    if kind == "int" and not float(step).is_integer():
+        raise ConfigError(f"{where}.step", f"must be an integer for an int range, got {step}")
+    if not step > 0:
+        raise ConfigError(f"{where}.step", f"must be > 0, got {step}")
+    lo, hi = values
+    n = (hi - lo) / step
+    if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+        raise ConfigError(f"{where}.step", f"{step:g} does not divide the range [{lo:g}, {hi:g}]")
+    return int(step) if kind == "int" else float(step)
 
 
 def _check_value(name, value, fixed, where):
@@ -346,15 +447,6 @@ def _structured_sparsity_reachable(spec: SweepSpec) -> None:
         if structured(cfg.compression) and (lim := limit(cfg.model, cfg.dataset, cfg.width)) is not None \
                 and cfg.sparsity > lim[0] + REACH_EPS:
             raise ConfigError(f"references[{i}].sparsity", beyond_limit_message(cfg.sparsity, cfg.model, lim, cfg.width))
-
-
-def _enum(data, key, choices, default):
-    v = data.get(key, default)
-    if v is None:
-        v = default
-    if v not in choices:
-        raise ConfigError(key, f"must be one of {', '.join(choices)}; got {v!r}" + _did_you_mean(str(v), choices))
-    return v
 
 
 def _int(data, key, default, minimum):

@@ -19,7 +19,7 @@ FIXED = dict(dataset="digits", pretrain_epochs=3, batch_size=16, lr=0.1, train_s
              eval_steps=2, eval_restarts=1)
 # 5 trials: two references (the second diverges at once: a trial that fails), three searched
 TINY = {"name": "tiny", "fixed": {**FIXED, "finetune_epochs": 2, "finetune_lr": 0.02},
-        "space": {"finetune": {"choice": ["none", "clean"]}, "seed": {"choice": [0, 1]}},
+        "space": {"finetune": {"choice": ["none", "clean"]}, "seed": {"choice": [0, 1, 2]}},
         "references": [{"finetune": "none", "seed": 0}, {"finetune": "none", "lr": 1.0e6}],
         "num_samples": 5, "max_concurrent": 2, "max_failures": 1}
 

@@ -32,7 +32,7 @@ from .folder import (TUNE_DIR, add_resume, clear_driver, driver_alive, now, prov
                      new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, stop_left_behind,
                      write_driver, write_spec)
 from .progress import SweepProgress
-from .search import build_searcher
+from .search import build_searcher, search_exhausted
 from .summary import format_status, pareto_front, sweep_status
 from .trainable import COLLAPSED_FILE, TRIALS_DIR, sweep_trial
 
@@ -143,12 +143,16 @@ def _fit(tuner, folder: Path, quiet: bool, owned_ray: bool) -> SweepOutcome:
     _reconcile(folder, {Path(r.path).name for r in grid})
     st = sweep_status(folder)
     front = pareto_front(st.table, st.spec.objectives) if st.table is not None and len(st.table) else None
-    outcome = SweepOutcome(folder, st.planned, st.counts.get("finished", 0), st.counts.get("failed", 0),
+    finished, failed = st.counts.get("finished", 0), st.counts.get("failed", 0)
+    exhausted = search_exhausted(folder)
+    outcome = SweepOutcome(folder, finished + failed if exhausted else st.planned, finished, failed,
                            [] if front is None else list(front["trial_id"]))
     if not quiet:
         print(format_status(st))
         print(f"results: {folder / 'results.csv'}")
-        if outcome.finished + outcome.failed < outcome.planned:
+        if exhausted:
+            print(f"search ended early: {exhausted}")
+        elif outcome.finished + outcome.failed < outcome.planned:
             print(f"unfinished: continue with 'rcsweep resume {folder}'")
     return outcome
 
@@ -177,7 +181,8 @@ def _trainable(spec: SweepSpec):
 
 def _param_space(spec: SweepSpec, folder: Path) -> dict:
     return {"_sweep": {"dir": str(folder), "num_samples": spec.total_trials(), "trial_timeout_s": spec.trial_timeout_s,
-                       "cpus_per_trial": spec.resources["cpu"]}}
+                       "cpus_per_trial": spec.resources["cpu"],
+                       "constraints": dict(c.to_item() for c in spec.constraints)}}
 
 
 def _trial_dirname(trial) -> str:

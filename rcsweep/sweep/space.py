@@ -40,12 +40,35 @@ def suggest(trial, dist: Dist):
     """One value of ``dist`` from an Optuna trial."""
     lo_hi = dist.values
     if dist.kind == "uniform":
-        return trial.suggest_float(dist.name, *lo_hi)
+        value = trial.suggest_float(dist.name, *lo_hi, step=dist.step)
+        return round(value, 12) if dist.step is not None else value  # on the grid, not 0.30000000000000004
     if dist.kind == "loguniform":
         return trial.suggest_float(dist.name, *lo_hi, log=True)
     if dist.kind == "int":
-        return trial.suggest_int(dist.name, *lo_hi)
+        return trial.suggest_int(dist.name, *lo_hi, step=dist.step or 1)
     if all(isinstance(v, _PLAIN) for v in dist.values):
         return trial.suggest_categorical(dist.name, list(dist.values))
     # Optuna's categorical values must be plain scalars: draw the index of a list-valued choice
     return dist.values[trial.suggest_categorical(dist.name, list(range(len(dist.values))))]
+
+
+def optuna_value(dist: Dist, value):
+    """``value`` of ``dist`` as the study stores it (the index of a list-valued choice)."""
+    if dist.kind == "choice" and not all(isinstance(v, _PLAIN) for v in dist.values):
+        return [list(v) if isinstance(v, tuple) else v for v in dist.values].index(list(value) if isinstance(value, tuple) else value)
+    return value
+
+
+def distribution(dist: Dist):
+    """The Optuna distribution :func:`suggest` draws ``dist`` from."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if dist.kind == "uniform":
+        return FloatDistribution(*dist.values, step=dist.step)
+    if dist.kind == "loguniform":
+        return FloatDistribution(*dist.values, log=True)
+    if dist.kind == "int":
+        return IntDistribution(*dist.values, step=dist.step or 1)
+    if all(isinstance(v, _PLAIN) for v in dist.values):
+        return CategoricalDistribution(list(dist.values))
+    return CategoricalDistribution(list(range(len(dist.values))))

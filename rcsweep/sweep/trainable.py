@@ -28,6 +28,8 @@ import torch
 from ray import tune
 
 from ..config import TrialConfig
+from ..constraints import apply as apply_constraints
+from ..constraints import parse_constraints
 from ..errors import TrainingCollapsed
 from ..fileio import atomic_write_json
 from ..pipeline import Progress, check_target, continue_trial, load_trial_data, pretrain, save_trial
@@ -47,7 +49,9 @@ class TrialTimeout(RuntimeError):
 
 def sweep_trial(config: dict) -> None:
     """Run one trial. ``config``: ``trial`` (flat TrialConfig), ``reference`` (bool) and ``_sweep``
-    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``), as :mod:`.search` and :mod:`.runner` make it."""
+    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``constraints``), as :mod:`.search` and
+    :mod:`.runner` make it. A finished trial that violates the sweep's constraints is flagged
+    ``infeasible`` in its record and row (:func:`rcsweep.constraints.apply`)."""
     sweep = config["_sweep"]
     root = Path(sweep["dir"])
     trial_id = tune.get_context().get_trial_id()
@@ -67,7 +71,8 @@ def sweep_trial(config: dict) -> None:
     upsert_rows(root, [record_to_row(status="running", **row)])
     torch.set_num_threads(max(1, math.floor(sweep.get("cpus_per_trial", 1))))
     try:
-        record = _run(cfg, root, folder, trial_id, sweep.get("trial_timeout_s"))
+        record = _run(cfg, root, folder, trial_id, sweep.get("trial_timeout_s"),
+                      parse_constraints(sweep.get("constraints")))
     except Exception as e:
         upsert_rows(root, [record_to_row(status="failed", error=f"{type(e).__name__}: {e}", **row)])
         if isinstance(e, TrainingCollapsed):
@@ -77,7 +82,7 @@ def sweep_trial(config: dict) -> None:
     tune.report(final_metrics(record))
 
 
-def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s) -> dict:
+def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, constraints=()) -> dict:
     device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
     started = time.monotonic()
 
@@ -112,6 +117,7 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s) -
         report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"))
 
     model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage)
+    apply_constraints(record, constraints)
     save_trial(folder, model, cfg, comp, record)
     _log_stage(folder, "evaluated")
     checkpoints.clear(folder)
@@ -143,8 +149,10 @@ def finished_record(folder: Path) -> dict | None:
 def final_metrics(record: dict) -> dict:
     """The trial's last report to Tune: the metrics a sweep can optimise (``sweepfile.METRICS``).
     The record and results.csv hold the rest; Tune keeps running statistics of every number it
-    is sent, per trial, in the driver, so it is sent only what the searcher needs."""
-    return {"stage": "evaluated", **{k: record["metrics"][k] for k in METRICS if k in record["metrics"]}}
+    is sent, per trial, in the driver, so it is sent only what the searcher needs: the metrics and the
+    flags (which decide what the sampler is told, :mod:`rcsweep.trial_status`)."""
+    m = record["metrics"]
+    return {"stage": "evaluated", "flags": m.get("flags") or "", **{k: m[k] for k in METRICS if k in m}}
 
 
 def _log_stage(folder: Path, stage: str, **extra) -> None:
