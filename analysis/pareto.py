@@ -4,8 +4,10 @@ draws them). Dominance, the hypervolume and its normalisation are the pure funct
 rows of ``results.csv`` and writes the front's files (:func:`write_pareto`).
 
 Objectives are ``column:direction`` pairs (``robust_acc:max,model_bits:min``); any two or more
-numeric columns of ``results.csv`` can be used. Only finished, non-suspect rows count; the others
-come back in ``excluded`` with the reason.
+numeric columns of ``results.csv`` can be used (three or more are drawn as one 2-D projection per
+pair: :func:`rcsweep.pareto.objective_pairs`). Only usable rows count (finished, not flagged, not
+a repeated configuration: :func:`rcsweep.results.split_usable`); the others come back in
+``excluded`` with the reason.
 """
 from __future__ import annotations
 

@@ -186,7 +186,10 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     res = pareto_analysis(df, objectives, by=by)
     plots.plot_pareto(res, out / "pareto")
     to_csv(res.front, out / "pareto.csv")
+    projections = (f"With {len(res.objectives)} objectives the figure shows the front in one panel per pair of "
+                   "objectives; filled points are on the front over all of them. ") if len(res.objectives) > 2 else ""
     md += [f"## Pareto front ({', '.join(map(str, res.objectives))})\n", "![Pareto front](pareto.png)\n",
+           projections +
            f"Hypervolume **{res.hypervolume:.4f}** ({'; '.join(f'{k}: {v}' for k, v in res.normalisation.items())}). "
            f"Reference models (stars): {', '.join(res.references['trial_id']) or 'none'}.\n",
            md_table(_front_table(res, ntest), index=False)]
@@ -195,8 +198,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     to_csv(long, out / "study_accuracy.csv")
     md += ["## The study's tables\n",
            "Cells: mean accuracy in % ± standard deviation over seeds (with several), [95% Wilson interval "
-           "for the test-set size at that mean], (number of seeds). Flagged trials (suspect, degenerate, invalid; "
-           "see *Flagged trials*) are left out.\n"]
+           "for the test-set size at that mean], (number of seeds). Flagged trials (suspect, degenerate, invalid) "
+           "and repeated configurations (see *Flagged trials*) are left out.\n"]
     for metric, name in (("robust_acc", f"Robust accuracy{eps}"), ("clean_acc", "Clean accuracy")):
         md += [f"### {name} (%), by fine-tuning\n", md_table(study_table(long, metric))]
 
@@ -241,7 +244,9 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
            "its reason: `suspect` (a gradient-masking check failed, or `rcsweep verify` found the robust accuracy "
            "more than 1 point too high), `degenerate` (clean accuracy within the 95% binomial interval of chance or "
            "of the majority-class rate, or a single predicted class), `invalid` (a non-finite or out-of-range "
-           "metric in results.csv). " + (f"Counts: {left_out}.\n" if left_out else "None.\n")]
+           "metric in results.csv); and `repeat`, a trial with the same configuration (every parameter, the seed "
+           "included) as an earlier usable trial, which counts in its place. "
+           + (f"Counts: {left_out}.\n" if left_out else "None.\n")]
     if len(flagged):
         md.append(md_table(flagged, index=False))
     md += _weak_eval_md(weak_eval_trials(folder, df), int(status.get("finished", 0)))

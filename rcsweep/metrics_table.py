@@ -21,7 +21,11 @@ Fields of :class:`Metric`:
 - ``kind``: ``float``, ``int``, ``bool``, ``str`` or ``json`` (list/dict cells);
 - ``when``: which trials write it: ``always``, ``quant`` (a quantizing compression), ``int8``
   (weights and activations at 8 bits: the integer-model check), ``act_quant`` (activations
-  quantized below 32 bits), ``verified`` (written by ``rcsweep verify``, not by the trial).
+  quantized below 32 bits), ``verified`` (written by ``rcsweep verify``, not by the trial),
+  ``constrained`` (written by the sweep for sweeps with ``constraints``, not by the trial).
+
+A metric that is a function of others (:data:`DERIVED`, e.g. ``flops_route``) is also derived when a
+record or ``results.csv`` written before it existed is read, so old sweeps have it too.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from typing import Any, Optional
 
 UNITS = ("fraction", "count", "bits", "MACs", "BOPs", "ms", "s", "FLOPs", "eps", "")
 SCALES = ("unit", "log_dense", "log_ref", "ratio_ref", None)
-WHEN = ("always", "quant", "int8", "act_quant", "verified")
+WHEN = ("always", "quant", "int8", "act_quant", "verified", "constrained")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("suspect_reason", "", "why suspect", low=None, kind="str"),
     Metric("degenerate", "", "degenerate (chance-level or one-class)", low=None, kind="bool"),
     Metric("degenerate_reason", "", "why degenerate", low=None, kind="str"),
+    Metric("infeasible_reason", "", "why infeasible", low=None, kind="str", when="constrained"),
     _acc("majority_pred_frac", "share of the most predicted class", direction=None),
     Metric("flags", "", "flags", low=None, kind="str"),
     # efficiency (rcsweep.metrics), counted on the compressed model
@@ -126,6 +131,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("time_evaluate_s", "s", "evaluation time (s)", "min", "ratio_ref"),
     Metric("flops_pretrain", "FLOPs", "pretraining compute (FLOPs)", "min", "ratio_ref"),
     Metric("flops_finetune", "FLOPs", "fine-tuning compute (FLOPs)", "min", "ratio_ref"),
+    # what producing this model alone costs: its pretrained model's whole pretraining (not a share of
+    # it, even where a sweep shares that model) plus its fine-tuning
+    Metric("flops_route", "FLOPs", "route training compute (FLOPs)", "min", "ratio_ref"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
@@ -138,6 +146,8 @@ OBJECTIVES: tuple[str, ...] = tuple(m.name for m in METRICS if m.direction is no
 DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (("robust_acc", "max"), ("model_bits", "min"))
 #: renamed metrics: old name -> new name (read from records written by older rcsweep)
 RENAMED = {"transfer_int8_acc": "int8_transfer_robust_acc"}
+#: derived metrics: name -> the metrics it is the sum of (filled in when an old record lacks it)
+DERIVED = {"flops_route": ("flops_pretrain", "flops_finetune")}
 
 
 def metric(name: str) -> Metric:
@@ -169,16 +179,26 @@ def applies(m: Metric, params: dict) -> bool:
         return quant and ab is not None and int(ab) < 32
     if m.when == "int8":
         return quant and wb is not None and ab is not None and int(wb) == 8 and int(ab) == 8
-    return False  # verified: written after the trial
+    return False  # verified, constrained: written after the trial, by rcsweep verify or the sweep
 
 
 def upgrade(metrics: dict) -> dict:
-    """A record's ``metrics`` with renamed metrics under their current names (old records)."""
+    """A record's ``metrics`` with renamed metrics under their current names and the
+    :data:`DERIVED` metrics it lacks computed from their parts, where every part is a number (old
+    records)."""
     out = dict(metrics)
     for old, new in RENAMED.items():
         if old in out and new not in out:
             out[new] = out.pop(old)
+    for name, parts in DERIVED.items():
+        values = [out.get(p) for p in parts]
+        if out.get(name) is None and all(_is_number(v) for v in values):
+            out[name] = sum(values)
     return out
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
 
 
 def invalid(values: dict) -> list[str]:

@@ -16,14 +16,16 @@ which rule applies comes from the metric table (:mod:`rcsweep.metrics_table`, ``
   smaller than the same network dense in float32; the reference point is the dense model's size;
 - other sizes (``params``, ``params_nonzero``, ``macs``, ``bops``): ``g = -log10(v / v_ref)``
   (max: ``log10(v / v_ref)``), ``v_ref`` the largest value among the rows analysed together;
-- any other non-negative column: ``g = 1 - v / v_ref`` for min, ``v / v_ref`` for max, ``v_ref``
-  as above. Only these last two kinds depend on the rows: hypervolumes of such objectives are
-  comparable between sweeps analysed together (``rcsweep compare``), not across separate calls.
+- costs and every other non-negative column (scale ``ratio_ref``: times, latencies,
+  ``flops_pretrain``, ``flops_finetune``, ``flops_route``): ``g = 1 - v / v_ref`` for min,
+  ``v / v_ref`` for max, ``v_ref`` the largest value among the rows analysed together, so the
+  costliest of them gains 0 and a free one 1 (a route at a tenth of the costliest route's training
+  FLOPs gains 0.9). Only these last two kinds depend on the rows: hypervolumes of such objectives
+  are comparable between sweeps analysed together (``rcsweep compare``), not across separate calls.
 
 For the default objectives the hypervolume is in (accuracy x decades of size reduction): a model
 with robust accuracy 0.6 at 1/10 of the dense size alone gives 0.6. The hypervolume itself is
-computed exactly by slicing along the last objective (small fronts; written here because the
-libraries that have one keep it private).
+moocore's exact computation (:func:`moocore.hypervolume`, any number of objectives).
 
 A ``table`` argument is rows with named columns: a pandas DataFrame, or anything else whose
 ``table[column]`` gives a column's values, ``column in table`` its presence and ``len(table)`` the
@@ -31,9 +33,11 @@ number of rows.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Optional
 
+import moocore
 import numpy as np
 
 from . import metrics_table
@@ -71,6 +75,12 @@ def parse_objectives(spec) -> list[Objective]:
     return out
 
 
+def objective_pairs(objectives) -> list[tuple]:
+    """The 2-D projections a front over ``objectives`` is drawn in (:mod:`analysis.plots`):
+    ``(y, x)`` for every pair, in objective order; 1 pair for 2 objectives, 3 for 3, 6 for 4."""
+    return list(itertools.combinations(objectives, 2))
+
+
 # -- dominance and hypervolume ----------------------------------------------------------------
 def non_dominated(values, directions) -> np.ndarray:
     """Boolean mask of the rows of ``values`` (n x k) that no other row dominates (at least as good
@@ -96,24 +106,12 @@ def front_order(values, directions) -> np.ndarray:
 
 
 def hypervolume(gains) -> float:
-    """Volume dominated by ``gains`` (n x k, all maximised) above the reference point 0."""
+    """Volume dominated by ``gains`` (n x k, k >= 1, all maximised) above the reference point 0:
+    negative gains count as 0, no rows give 0.0. Computed by :func:`moocore.hypervolume`."""
     p = np.clip(np.asarray(gains, dtype=float).reshape(len(gains), -1) if len(gains) else np.zeros((0, 1)), 0, None)
     if len(p) == 0:
         return 0.0
-    p = p[non_dominated(p, ["max"] * p.shape[1])]
-    return float(_slice_volume(p))
-
-
-def _slice_volume(p: np.ndarray) -> float:
-    if p.shape[1] == 1:
-        return p[:, 0].max()
-    p = p[np.argsort(-p[:, -1], kind="stable")]
-    total = 0.0
-    for i in range(len(p)):
-        height = p[i, -1] - (p[i + 1, -1] if i + 1 < len(p) else 0.0)
-        if height > 0:
-            total += height * _slice_volume(p[: i + 1, :-1])
-    return total
+    return float(moocore.hypervolume(p, ref=np.zeros(p.shape[1]), maximise=True))
 
 
 # -- normalisation ------------------------------------------------------------------------------

@@ -88,11 +88,15 @@ def evaluate_model(model: nn.Module, cfg: TrialConfig, data: TrialData, device) 
 
 
 def stage_flops(cfg: TrialConfig, macs_dense: int, macs_compressed: int, n_train: int) -> dict:
-    """Estimated training FLOPs per stage, from each objective's forward-backward passes per example."""
+    """Estimated training FLOPs per stage, from each objective's forward-backward passes per example:
+    ``flops_pretrain`` (the pretrained model's whole pretraining, fixed: never a share of it where
+    trials share that model), ``flops_finetune`` and ``flops_route``, their sum (what producing this
+    model alone costs)."""
     pre_passes = cfg.objective("pretrain").forward_backward_passes(cfg.attack_steps)
     ft_passes = cfg.objective("finetune").forward_backward_passes(cfg.attack_steps) if cfg.finetune != "none" else 1
-    return {"flops_pretrain": training_flops(macs_dense, n_train, cfg.pretrain_epochs, pre_passes),
-            "flops_finetune": training_flops(macs_compressed, n_train, cfg.finetune_epochs or 0, ft_passes)}
+    pre = training_flops(macs_dense, n_train, cfg.pretrain_epochs, pre_passes)
+    fine = training_flops(macs_compressed, n_train, cfg.finetune_epochs or 0, ft_passes)
+    return {"flops_pretrain": pre, "flops_finetune": fine, "flops_route": pre + fine}
 
 
 def evaluation_section(result: EvalResult, num_classes: int) -> tuple[dict, dict]:

@@ -141,6 +141,7 @@ def load_results(folder, problems: list | None = None):
     if "flags" not in df.columns:
         df["flags"] = ""
     _check_values(df, problems)
+    _derive(df)
     return df
 
 
@@ -148,8 +149,11 @@ def split_usable(df, needed=(), use: str = "front"):
     """(usable, excluded) rows of a results table (:func:`load_results`) by the table of statuses
     and flags (:mod:`rcsweep.trial_status`): usable rows are finished, carry no flag that keeps them
     off the front (``use="front"``) or out of cell means (``use="cell"``: suspect, degenerate,
-    collapsed, infeasible, invalid) and have every ``needed`` column; ``excluded`` holds the others
-    with a ``reason`` column (``<status or flag>: why``)."""
+    collapsed, infeasible, invalid), have every ``needed`` column and are not a repeat: of usable
+    rows with the same trial configuration (equal in every :data:`rcsweep.config.FIELD_NAMES`
+    column, an empty cell equal to an empty cell; so seeds are never merged) the first in row order
+    counts and the others do not. ``excluded`` holds the others with a ``reason`` column
+    (``<status or flag>: why``, ``missing <columns>`` or ``repeat: same configuration as <trial_id>``)."""
     import pandas as pd
 
     reasons = []
@@ -160,9 +164,38 @@ def split_usable(df, needed=(), use: str = "front"):
             why = f"missing {', '.join(missing)}" if missing else ""
         reasons.append(why)
     reasons = pd.Series(reasons, index=df.index, dtype=object)
+    _mark_repeats(df, reasons)
     excluded = df[reasons != ""].copy()
     excluded.insert(1, "reason", reasons[reasons != ""])
     return df[reasons == ""].copy(), excluded
+
+
+def _mark_repeats(df, reasons) -> None:
+    """Set the reason of every usable row (empty reason) whose configuration an earlier usable row has."""
+    cols = [c for c in FIELD_NAMES if c in df.columns]
+    first: dict = {}
+    for i in df.index[reasons == ""]:
+        key = tuple(_config_key(df.at[i, c]) for c in cols)
+        if key in first:
+            reasons[i] = f"repeat: same configuration as {first[key]}"
+        else:
+            first[key] = df.at[i, "trial_id"]
+
+
+def _config_key(v):
+    """A hashable, comparable form of a parameter cell: empty cells are None, lists and dicts JSON."""
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v, sort_keys=True)
+    return None if _missing(v) or v == "" else v
+
+
+def _derive(df) -> None:
+    """Fill the derived metrics (:data:`rcsweep.metrics_table.DERIVED`) that rows written before
+    them lack, where every part is there."""
+    for name, parts in metrics_table.DERIVED.items():
+        if all(p in df.columns for p in parts):
+            total = sum(df[p] for p in parts)
+            df[name] = df[name].fillna(total) if name in df.columns else total
 
 
 def _missing(v) -> bool:

@@ -107,6 +107,18 @@ def merge_row_flags(from_record, from_row) -> str:
     return join_flags(parse_flags(from_record) + [f for f in parse_flags(from_row) if f in ROW_ONLY_FLAGS])
 
 
+def keep_row_only(new: dict, old: dict) -> dict:
+    """``new``, a results row rebuilt from its trial's record, with what only the old row ``old``
+    knew: its row-only flags (:func:`merge_row_flags`) and their ``<flag>_reason`` cells
+    (``infeasible_reason``, written by the sweep). Changes and returns ``new``."""
+    new["flags"] = merge_row_flags(new.get("flags"), old.get("flags"))
+    for flag in set(ROW_ONLY_FLAGS) & set(parse_flags(old.get("flags"))):
+        why = old.get(f"{flag}_reason")
+        if isinstance(why, str) and why and not new.get(f"{flag}_reason"):
+            new[f"{flag}_reason"] = why
+    return new
+
+
 def exclusion(row, use: str = "front") -> str:
     """'' if the row counts for ``use`` (``front`` or ``cell``), else why not (one line)."""
     status = row.get("status")

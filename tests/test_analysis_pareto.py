@@ -1,6 +1,7 @@
 """Pareto fronts, hypervolume and group fronts: the computed data, on known point sets."""
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,14 +29,24 @@ def test_front_respects_directions_and_three_objectives():
 
 
 def test_hypervolume_of_known_sets():
-    assert hypervolume([[1, 3], [2, 2], [3, 1]]) == pytest.approx(6.0)
+    # unions of boxes [0, p] whose volume is known by hand (moocore computes it: rcsweep.pareto)
+    assert hypervolume([[0.3], [0.7]]) == pytest.approx(0.7)
+    assert hypervolume([[1, 3], [2, 2], [3, 1]]) == pytest.approx(6.0)  # 3 + 2 + 1 column by column
+    assert hypervolume([[1, 3], [2, 2], [3, 1], [1, 1], [2, 2]]) == pytest.approx(6.0)  # dominated, repeated
     assert hypervolume([[2, 3, 4]]) == pytest.approx(24.0)
     assert hypervolume([[1, 1, 1], [2, 0.5, 0.5]]) == pytest.approx(1 + 1 * 0.5 * 0.5)
+    assert hypervolume([[3, 1, 1], [1, 3, 1], [1, 1, 3]]) == pytest.approx(3 * 3 - 3 * 1 + 1)  # pairs share 1
+    assert hypervolume([[1, 2, 3, 4]]) == pytest.approx(24.0)
+    assert hypervolume([[2, 1, 1, 1], [1, 2, 1, 1]]) == pytest.approx(2 + 2 - 1)
+    assert hypervolume([[2, 2, 2, 2], [1, 1, 1, 3]]) == pytest.approx(16 + 3 - 1 * 1 * 1 * 2)
     assert hypervolume([[-1, 5]]) == 0.0  # below the reference point in one objective
+    assert hypervolume([[2, 3], [-1, 5]]) == pytest.approx(6.0)  # clipped to [0, 5]: adds nothing
     assert hypervolume(np.zeros((0, 2))) == 0.0
+    assert hypervolume([]) == 0.0
 
 
 def _inclusion_exclusion(p):
+    p = np.clip(p, 0, None)
     total = 0.0
     for k in range(1, len(p) + 1):
         for sub in itertools.combinations(p, k):
@@ -43,11 +54,11 @@ def _inclusion_exclusion(p):
     return total
 
 
-@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
 def test_hypervolume_matches_inclusion_exclusion(k):
     rng = np.random.default_rng(k)
     for _ in range(5):
-        p = rng.uniform(0, 1, size=(6, k))
+        p = rng.uniform(-0.2, 1, size=(7, k))  # some gains below the reference point, some points dominated
         assert hypervolume(p) == pytest.approx(_inclusion_exclusion(p), rel=1e-9)
 
 
@@ -110,3 +121,31 @@ def test_bad_objective_column_and_empty_sweep(tmp_path):
     empty = load_sweep(write_sweep(tmp_path / "b", [r for r in STANDARD_ROWS if r[1] != "finished"]))
     with pytest.raises(UserError, match="no usable finished trials"):
         pareto_analysis(empty, "robust_acc:max,model_bits:min")
+
+
+def test_three_objectives_are_drawn_as_one_panel_per_pair(tmp_path, monkeypatch):
+    from analysis import plots
+    from rcsweep.pareto import objective_pairs
+    from analysis.report import write_report
+
+    write_sweep(tmp_path, STANDARD_ROWS)  # records without flops_route: derived from its parts when read
+    objectives = "robust_acc:max,model_bits:min,flops_route:min"
+    assert [(y.column, x.column) for y, x in objective_pairs(parse_objectives(objectives))] == [
+        ("robust_acc", "model_bits"), ("robust_acc", "flops_route"), ("model_bits", "flops_route")]
+    drawn, save = [], plots.save
+
+    def keep(fig, stem):
+        drawn.append((Path(stem).name, [ax for ax in fig.axes if ax.get_visible()]))
+        return save(fig, stem)
+
+    monkeypatch.setattr(plots, "save", keep)
+    md = write_report(tmp_path, objectives=objectives).read_text()
+    panels = dict(drawn)["pareto"]
+    assert len(panels) == 3
+    assert [(ax.get_ylabel(), ax.get_xlabel()) for ax in panels][2] == (
+        "model size (bits), log scale", "route training compute (FLOPs), log scale")
+    front = set(pareto_analysis(load_sweep(tmp_path), objectives).front["trial_id"])
+    for ax in panels:  # the front's points over all three objectives are highlighted in every panel
+        on_front = [c for c in ax.collections if c.get_label().startswith("on the front")]
+        assert sum(len(c.get_offsets()) for c in on_front) == len(front) == 6
+    assert (tmp_path / "report" / "pareto.png").stat().st_size > 0 and "one panel per pair" in md

@@ -6,8 +6,9 @@ import pytest
 from analysis import pareto, style
 from rcsweep import pareto as core_pareto
 from rcsweep import TrialConfig, metrics_table, run_trial
-from rcsweep.results import METRIC_COLUMNS, load_results, record_to_row, upsert_rows
+from rcsweep.results import METRIC_COLUMNS, add_flag, load_results, record_to_row, upsert_rows
 from rcsweep.sweepfile import METRICS as SWEEP_METRICS
+from rcsweep.trial_status import exclusion
 
 TINY = dict(dataset="digits", pretrain_epochs=3, test_size=60, batch_size=32, eval_steps=2,
             eval_restarts=1)
@@ -42,6 +43,9 @@ def test_every_declared_metric_is_written_by_a_trial_that_should_write_it(record
     undeclared = sorted(set(metrics) - set(metrics_table.BY_NAME))
     assert not undeclared, f"{route} writes metrics the table does not declare: {undeclared}"
     assert not metrics_table.invalid(metrics), metrics_table.invalid(metrics)
+    # what this model alone cost: its pretrained model's whole pretraining (shared or not) + its fine-tuning
+    assert metrics["flops_route"] == metrics["flops_pretrain"] + metrics["flops_finetune"] > 0
+    assert "infeasible_reason" not in metrics  # the sweep writes it, for constrained sweeps
 
 
 def test_int8_metrics_only_where_they_apply(records):
@@ -64,6 +68,33 @@ def test_results_csv_columns_are_filled_from_the_records(records, tmp_path):
 def test_old_records_are_read_under_the_new_names():
     row = record_to_row("old", "finished", {"params": {}, "metrics": {"transfer_int8_acc": 0.5}})
     assert row["int8_transfer_robust_acc"] == 0.5 and "transfer_int8_acc" not in row
+
+
+def test_old_records_and_results_get_the_route_cost_from_its_parts(tmp_path):
+    import pandas as pd
+
+    row = record_to_row("old", "finished", {"params": {}, "metrics": {"flops_pretrain": 3e9, "flops_finetune": 1e9}})
+    assert row["flops_route"] == 4e9
+    half = record_to_row("half", "finished", {"params": {}, "metrics": {"flops_pretrain": 3e9}})
+    assert "flops_route" not in half
+    upsert_rows(tmp_path, [{**row, "trial_id": "kept", "flops_route": 5e9}, row, half])
+    path = tmp_path / "results.csv"
+    old = pd.read_csv(path)
+    old.loc[old["trial_id"] == "old", "flops_route"] = None  # written before the column was
+    old.to_csv(path, index=False)
+    df = load_results(tmp_path).set_index("trial_id")
+    assert df.loc["old", "flops_route"] == 4e9 and df.loc["kept", "flops_route"] == 5e9
+    assert pd.isna(df.loc["half", "flops_route"])
+    old.drop(columns=["flops_route"]).to_csv(path, index=False)  # ... or before the column existed
+    assert load_results(tmp_path).set_index("trial_id").loc["old", "flops_route"] == 4e9
+
+
+def test_infeasible_reason_is_the_sweeps_not_a_trials():
+    m = metrics_table.metric("infeasible_reason")
+    assert m.kind == "str" and m.direction is None and m.name in METRIC_COLUMNS
+    assert not metrics_table.applies(m, {"compression": "quant", "weight_bits": 8, "act_bits": 8})
+    row = add_flag(record_to_row("t", "finished", {"params": {}, "metrics": {}}), "infeasible", "model_bits > 1e5")
+    assert exclusion(row) == "infeasible: model_bits > 1e5"
 
 
 def test_every_reader_takes_its_names_from_the_table():

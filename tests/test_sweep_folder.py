@@ -42,3 +42,40 @@ def test_processes_left_by_a_killed_driver_are_stopped_by_pid_and_start_time():
         for p in (child, other):
             if p.poll() is None:
                 p.kill()
+
+
+def _status_text(folder, rows, objectives) -> str:
+    from analysis_helpers import write_sweep
+    from rcsweep.sweep.folder import write_spec
+    from rcsweep.sweep.summary import format_status, sweep_status
+    from rcsweep.sweepfile import load_sweep
+
+    spec = load_sweep({"name": "s", "fixed": {"dataset": "digits"}, "space": {"sparsity": {"choice": [0.5, 0.9]}},
+                       "num_samples": 12, "objectives": objectives})
+    folder.mkdir()
+    write_spec(folder, spec, {})
+    write_sweep(folder, rows)
+    return format_status(sweep_status(folder))
+
+
+def test_status_shows_the_front_size_and_its_hypervolume(tmp_path):
+    import math
+
+    from analysis_helpers import STANDARD_ROWS
+
+    text = _status_text(tmp_path / "a", STANDARD_ROWS, {"robust_acc": "max", "model_bits": "min"})
+    # usable: t00-t05 (t06 suspect, t07 failed, t08 running); front t01, t03, t05 as in rcsweep pareto
+    line = next(s for s in text.splitlines() if s.startswith("Pareto front:"))
+    assert line.startswith(f"Pareto front: 3 of 6 usable trials, hypervolume "
+                           f"{0.5 + 0.4 * (math.log10(20) - 1):.4f} (robust_acc max, model_bits min; normalisation: ")
+    assert "dense_model_bits" in line
+    front = text.split(line)[1].splitlines()[2:5]  # the front's table stays, best robust accuracy first
+    assert [r.split()[0] for r in front] == ["t01", "t03", "t05"]
+
+    text = _status_text(tmp_path / "b", STANDARD_ROWS, {"robust_acc": "max", "model_bits": "min", "flops_route": "min"})
+    assert "Pareto front: 6 of 6 usable trials, hypervolume " in text  # t00, t02, t04 cost least: on the front
+    assert "flops_route: 1 - v / v_ref" in text
+
+    no_ft = [r for r in STANDARD_ROWS if r[2].get("finetune", "none") == "none"]
+    text = _status_text(tmp_path / "c", no_ft, {"robust_acc": "max", "flops_finetune": "min"})
+    assert "usable trials (robust_acc max, flops_finetune min); no hypervolume: objective 'flops_finetune'" in text

@@ -110,3 +110,42 @@ def test_an_untrained_pruned_model_without_finetuning_is_flagged_degenerate(tmp_
     assert m["degenerate"] and "degenerate" in m["flags"].split(";"), m
     assert rec["evaluation"]["n_test"] == 120 and rec["evaluation"]["num_classes"] == 10
     assert 0 < m["majority_pred_frac"] <= 1
+
+
+def test_one_configuration_counts_once_on_the_front_and_in_cell_means(tmp_path):
+    from analysis_helpers import DENSE_BITS
+
+    t03 = dict(compression="prune", sparsity=0.9, finetune="adversarial", bits=DENSE_BITS // 10)
+    rows = STANDARD_ROWS + [
+        ("t10", "finished", dict(t03, clean=0.91, robust=0.55)),  # t03 again: better numbers, still a repeat
+        ("t11", "finished", dict(t03, seed=1, clean=0.91, robust=0.55)),  # another seed: its own trial
+        ("t12", "finished", dict(clean=0.96, robust=0.06)),  # the reference t00 again
+        ("t13", "finished", dict(pretrain="adversarial", seed=1, clean=0.92, robust=0.58)),  # t01 at seed 1
+        ("t14", "finished", dict(compression="prune", sparsity=0.99, finetune="adversarial", bits=DENSE_BITS // 100,
+                                 clean=0.80, robust=0.30)),  # t06's configuration, but t06 is suspect
+        ("t15", "finished", dict(compression="prune", sparsity=0.8)),  # t07's configuration, but t07 failed
+    ]
+    df = load_sweep(write_sweep(tmp_path, rows))
+    for use in ("front", "cell"):
+        usable, excluded = split_usable(df, ["robust_acc"], use=use)
+        reasons = excluded.set_index("trial_id")["reason"]
+        assert reasons["t10"] == "repeat: same configuration as t03"
+        assert reasons["t12"] == "repeat: same configuration as t00"
+        assert {"t00", "t01", "t03", "t11", "t13", "t14", "t15"} <= set(usable["trial_id"])
+        assert not {"t10", "t12"} & set(usable["trial_id"])
+    front = pareto_analysis(df, "robust_acc:max,model_bits:min").front
+    assert "t10" not in set(front["trial_id"]) and "t11" in set(front["trial_id"])
+    text = write_report(tmp_path).read_text()
+    assert "left out: 3 trials (1 suspect, 2 repeat)" in text
+    flagged = text.split("## Flagged trials")[1].split("##")[0]
+    assert "| t10 |" in flagged and "repeat: same configuration as t03" in flagged
+
+
+def test_a_row_rebuilt_from_its_record_keeps_what_only_the_sweep_knew():
+    from rcsweep.trial_status import keep_row_only
+
+    old = {"flags": "suspect;infeasible", "infeasible_reason": "model_bits 2e+05 > 1e+05", "suspect_reason": "x"}
+    new = keep_row_only({"flags": "degenerate", "suspect_reason": ""}, old)
+    assert new["flags"] == "degenerate;infeasible" and new["infeasible_reason"] == "model_bits 2e+05 > 1e+05"
+    assert new["suspect_reason"] == ""  # the record's own flags come from the record
+    assert "infeasible_reason" not in keep_row_only({"flags": ""}, {"flags": "", "infeasible_reason": "stale"})

@@ -32,7 +32,7 @@ from ..errors import UserError
 from ..evaluate import eval_budget_warning
 from ..fileio import atomic_write_json
 from ..results import add_flag, read_rows, record_to_row, upsert_rows
-from ..trial_status import degeneracy, derive_flags, join_flags, merge_row_flags, parse_flags
+from ..trial_status import degeneracy, derive_flags, join_flags, keep_row_only, parse_flags
 from .verify import VERIFY_FILE, apply_verification
 
 
@@ -61,7 +61,7 @@ def refresh_flags(folder, data_dir=None) -> dict:
             atomic_write_json(rec_path, record)
             n_records += 1
             new = record_to_row(tid, "finished", record, is_reference=bool(r.get("is_reference")))
-            new["flags"] = merge_row_flags(new.get("flags"), row.get("flags"))
+            keep_row_only(new, row)
             rows.append(new)
             continue
         if r["status"] == "finished" and not _nan(r.get("clean_acc")) and not _nan(sizes[i]):

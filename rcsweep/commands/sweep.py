@@ -29,7 +29,8 @@ def register(sub) -> None:
     s.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a new local Ray)")
     s.set_defaults(func=cmd_resume)
 
-    t = sub.add_parser("status", help="trials, their states and the best so far (also while running)")
+    t = sub.add_parser("status", help="trials, their states and the Pareto front so far with its hypervolume "
+                                      "(also while running)")
     t.add_argument("dir", help="sweep folder")
     t.set_defaults(func=cmd_status)
 

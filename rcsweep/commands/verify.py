@@ -52,7 +52,7 @@ from ..errors import CheckpointError, UserError
 from ..evaluate import evaluate, float_twin, robust_correct
 from ..fileio import atomic_write_json
 from ..results import add_flag, read_rows, record_to_row, upsert_rows
-from ..trial_status import derive_flags, merge_row_flags
+from ..trial_status import derive_flags, keep_row_only
 from .features import load_trial
 
 VERIFY_FILE = "verify.csv"
@@ -235,7 +235,7 @@ def apply_verification(folder, table: pd.DataFrame) -> int:
             atomic_write_json(rec_path, record)
             new = record_to_row(tid, row["status"], record, error=row.get("error") or "",
                                 is_reference=str(row.get("is_reference")).lower() == "true")
-            new["flags"] = merge_row_flags(new.get("flags"), row.get("flags"))
+            keep_row_only(new, row)
         else:
             new = dict(row)
             new["verified_robust_acc"] = ver.get("robust_acc_independent")

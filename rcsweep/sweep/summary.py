@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import TrialConfig
 from ..errors import UserError
-from ..pareto import front_order, parse_objectives
+from ..pareto import front_order, gains, hypervolume, normalisation_text, parse_objectives, reference_values
 from ..results import RESULTS_FILE, load_results, split_usable
 from ..sweepfile import SweepSpec
 from .folder import driver_alive, read_driver, read_spec
@@ -62,9 +62,9 @@ def format_status(st: Status) -> str:
                                        for t, s in zip(st.table["trial_id"], st.table["status"])])
         shown = cols + ["stage"] if st.counts.get("running") else cols
         lines.append(_frame(table[[c for c in shown if c in table]]))
-        front = pareto_front(st.table, st.spec.objectives)
+        front, usable = front_and_usable(st.table, st.spec.objectives)
         if len(front):
-            lines.append(f"best so far (Pareto set of {', '.join(f'{m} {d}' for m, d in st.spec.objectives)}):")
+            lines.append(front_line(front, usable, st.spec.objectives))
             lines.append(_frame(front[[c for c in cols if c in front]]))
         failed = st.table[st.table["status"] == "failed"]
         for _, r in failed.iterrows():
@@ -97,14 +97,35 @@ def last_stage(folder: Path, trial_id: str) -> str:
 
 
 def pareto_front(table, objectives):
-    """The finished, non-suspect trials that no other trial beats on every objective, best first
-    in the first objective (``objectives``: the sweep's ``(metric, direction)`` pairs)."""
+    """The finished, usable trials (:func:`rcsweep.results.split_usable`) that no other trial beats
+    on every objective, best first in the first objective (``objectives``: the sweep's
+    ``(metric, direction)`` pairs)."""
+    return front_and_usable(table, objectives)[0]
+
+
+def front_and_usable(table, objectives) -> tuple:
+    """(front, usable rows) of ``table``: :func:`pareto_front` and the rows it was chosen from."""
     objectives = parse_objectives([f"{m}:{d}" for m, d in objectives])
     usable, _ = split_usable(table, needed=[o.column for o in objectives])
     if usable.empty:
-        return usable
+        return usable, usable
     values = usable[[o.column for o in objectives]].to_numpy(dtype=float)
-    return usable.iloc[front_order(values, [o.direction for o in objectives])]
+    return usable.iloc[front_order(values, [o.direction for o in objectives])], usable
+
+
+def front_line(front, usable, objectives) -> str:
+    """``'Pareto front: 5 of 23 usable trials, hypervolume 0.7312 (robust_acc max, model_bits min;
+    normalisation: ...)'``: the hypervolume of ``front`` normalised as :mod:`rcsweep.pareto` says,
+    reference values from ``usable`` (as ``rcsweep pareto`` does), or why there is none."""
+    objs = parse_objectives([f"{m}:{d}" for m, d in objectives])
+    names = ", ".join(f"{m} {d}" for m, d in objectives)
+    try:
+        hv = hypervolume(gains(front, objs, reference_values(usable, objs)))
+    except UserError as e:
+        return f"Pareto front: {len(front)} of {len(usable)} usable trials ({names}); no hypervolume: {e}"
+    rules = "; ".join(f"{k}: {v}" for k, v in normalisation_text(objs).items())
+    return (f"Pareto front: {len(front)} of {len(usable)} usable trials, hypervolume {hv:.4f} ({names}; "
+            f"normalisation: {rules})")
 
 
 def describe_spec(spec: SweepSpec) -> str:
