@@ -179,6 +179,29 @@ def test_stale_running_trials_are_closed_on_resume(tmp_path):
     assert s2.suggest("c")["trial"] is not None  # and the sampler goes on from the journal
 
 
+def test_trials_finished_after_the_last_save_are_set_aside_and_references_told_once(tmp_path):
+    """A driver killed after Tune's last save: a trial it issued and completed after that save is
+    set aside by the runner, so its configuration may run again; a reference Tune reports again
+    on resume is not added to the study twice."""
+    data = {**DISCRETE, "references": [REFS[0]], "search": "random"}
+    s = searcher(data, tmp_path)
+    ref = s.suggest("r")
+    s.on_trial_complete("r", fake_result({**ref["trial"], "finetune": "none"}))
+    kept = s.suggest("a")["trial"]
+    s.on_trial_complete("a", fake_result(kept))
+    state = s.get_state()  # Tune's last save
+    lost = s.suggest("b")["trial"]
+    s.on_trial_complete("b", fake_result(lost))  # then the driver is killed
+    state["refs"] = {"r": REFS[0]}  # as if the save had caught the reference still running
+    s2 = searcher(data, tmp_path)
+    s2.set_state(state)
+    s2.on_trial_complete("r", fake_result({**ref["trial"], "finetune": "none"}))  # Tune reports it again
+    study = s2.study()
+    assert sum(bool(t.user_attrs.get("reference")) for t in study.trials) == 1
+    assert s2._known.get(config_key(load_sweep(data).trial_config(kept))) == "finished"
+    assert config_key(load_sweep(data).trial_config(lost)) not in s2._known  # may run again
+
+
 def test_constraints_and_flags_reach_the_sampler_as_constraint_values(tmp_path):
     data = {**DISCRETE, "references": [], "search": "tpe", "constraints": {"clean_acc": ">= 0.7"}}
     s = searcher(data, tmp_path)

@@ -117,6 +117,7 @@ class SweepSearcher(Searcher):
         self._space = ConditionalSpace(spec)
         self._known: dict = {}  # config key -> "running" | "finished" | "failed", rebuilt from the study
         self._results: dict = {}  # config key -> (values, constraints) of a finished trial
+        self._refs_told: set = set()  # config keys of references in the study
 
     # -- Tune's interface ------------------------------------------------------------------------
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -143,6 +144,7 @@ class SweepSearcher(Searcher):
                 return Searcher.FINISHED
             number, point = found
             self.numbers[trial_id] = number
+            _running_trial(self.study(), number).set_user_attr("tune_trial", trial_id)
         self.issued += 1
         cfg = self.spec.trial_config(point, overrides)
         self.live[trial_id] = pretrain_id(cfg)
@@ -224,9 +226,16 @@ class SweepSearcher(Searcher):
         from optuna.trial import TrialState
 
         self._known, self._results = {}, {}
+        self._refs_told = {t.user_attrs.get("config_key") for t in self._study.get_trials(deepcopy=False)
+                           if t.user_attrs.get("reference")}
         for t in self._study.get_trials(deepcopy=False):
             key = t.user_attrs.get("config_key")
             if key is None or t.user_attrs.get("repeat_of") is not None:
+                continue
+            issued_by = t.user_attrs.get("tune_trial")
+            if issued_by is not None and issued_by not in self.numbers:
+                # issued after Tune's last state save by a driver then killed: the runner sets its
+                # trial aside, so its configuration may run again (the sampler keeps its values)
                 continue
             if t.state == TrialState.COMPLETE:
                 self._known[key] = "finished"
@@ -364,7 +373,10 @@ class SweepSearcher(Searcher):
         from optuna.trial import TrialState
 
         study = self.study()
-        key = study.trials[number].user_attrs.get("config_key")
+        frozen = study.trials[number]
+        key = frozen.user_attrs.get("config_key")
+        if frozen.state.is_finished():  # told before a driver was killed; Tune reports it again on resume
+            return None
         outcome = self._outcome(result)
         if outcome is None:
             if collapsed:
@@ -395,6 +407,9 @@ class SweepSearcher(Searcher):
 
     def _add_reference(self, trial_id: str, overrides: dict, result) -> str:
         cfg = self.spec.trial_config(overrides=overrides)
+        self.study()  # opened (a resumed searcher: _refs_told rebuilt from the journal) before it is read
+        if config_key(cfg) in self._refs_told:  # told before a driver was killed; reported again on resume
+            return config_key(cfg)
         self._add_finished(cfg, result, reference=True, collapsed=result is None and self._collapsed(trial_id))
         return config_key(cfg)
 
@@ -421,6 +436,8 @@ class SweepSearcher(Searcher):
             trial = optuna.trial.create_trial(values=values, params=params, distributions=dists, user_attrs=attrs,
                                               constraints=constraints)
         self.study().add_trial(trial)
+        if reference:
+            self._refs_told.add(key)
         if outcome is not None:
             self._known[key] = "finished"
             self._results[key] = outcome
