@@ -33,9 +33,12 @@ from . import metrics_table
 from .constraints import parse_constraints
 from .config import FIELD_NAMES, OBJECTIVE_PARAMS, TrialConfig, _did_you_mean, applicable, parse_number
 from .errors import ConfigError, UserError
-from .samplers import ALIASES, SAMPLERS
+from .samplers import ALIASES, DEFAULT, SAMPLERS
 
 SEARCH = tuple(SAMPLERS.names()) + tuple(a for a in ALIASES if a not in SAMPLERS.names())
+#: what ``search`` may name, for error messages: the samplers, then the aliases of other samplers
+ALLOWED_SEARCH = ", ".join(SAMPLERS.names()) + "".join(
+    f"; {a} means {s}" + (" (the default)" if s == DEFAULT else "") for a, s in ALIASES.items() if a != s)
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = metrics_table.OBJECTIVES  # the metrics a sweep may name as objectives
 DIRECTIONS = ("max", "min")
@@ -273,15 +276,14 @@ def _search(v) -> tuple[str, dict]:
         name = v
     elif isinstance(v, dict):
         if "sampler" not in v:
-            raise ConfigError("search.sampler", f"is missing: search: {{sampler: NAME, ...}} with NAME one of "
-                                                f"{', '.join(SEARCH)}")
+            raise ConfigError("search.sampler", f"is missing: search: {{sampler: NAME, ...}}; samplers: {ALLOWED_SEARCH}")
         name, options = v["sampler"], {k: x for k, x in v.items() if k != "sampler"}
     else:
         raise ConfigError("search", f"must be a sampler's name or {{sampler: NAME, option: value}}, got {v!r}")
     name = ALIASES.get(name, name) if isinstance(name, str) else name
     if not isinstance(name, str) or name not in SAMPLERS.names():
         raise ConfigError("search" if isinstance(v, str) else "search.sampler",
-                          f"unknown sampler {name!r}" + _did_you_mean(str(name), SEARCH) + f"; samplers: {', '.join(SEARCH)}")
+                          f"unknown sampler {name!r}" + _did_you_mean(str(name), SEARCH) + f"; samplers: {ALLOWED_SEARCH}")
     cls = SAMPLERS.get(name)
     known = [f.name for f in dataclasses.fields(cls.Params)]
     for k in options:
@@ -350,20 +352,25 @@ def _parse_dist(name: str, spec, fixed: dict) -> Dist:
 
 
 def _step(step, kind: str, values: tuple, where: str):
-    """A range's ``step``: positive, dividing ``high - low`` (None when not given)."""
+    """A range's ``step`` (None when not given): a finite number > 0 (an integer for an ``int``
+    range), at most ``high - low``, that divides ``high - low``."""
     if step is None:
         return None
     if kind not in ("uniform", "int"):
         raise ConfigError(f"{where}.step", f"only 'uniform' and 'int' ranges take a step, not '{kind}'")
     step = parse_number(step, f"{where}.step")
+    if not (math.isfinite(step) and step > 0):
+        raise ConfigError(f"{where}.step", f"must be a finite number > 0, got {step:g}")
     if kind == "int" and not float(step).is_integer():
-        raise ConfigError(f"{where}.step", f"must be an integer for an int range, got {step}")
-    if not step > 0:
-        raise ConfigError(f"{where}.step", f"must be > 0, got {step}")
+        raise ConfigError(f"{where}.step", f"must be an integer for an int range, got {step:g}")
     lo, hi = values
     n = (hi - lo) / step
+    if n < 1 - 1e-9:
+        raise ConfigError(f"{where}.step", f"{step:g} is larger than the range [{lo:g}, {hi:g}]; "
+                                           f"it must divide high - low = {hi - lo:g}")
     if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
-        raise ConfigError(f"{where}.step", f"{step:g} does not divide the range [{lo:g}, {hi:g}]")
+        raise ConfigError(f"{where}.step", f"{step:g} does not divide the range [{lo:g}, {hi:g}]; "
+                                           f"it must divide high - low = {hi - lo:g}")
     return int(step) if kind == "int" else float(step)
 
 

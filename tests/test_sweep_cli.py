@@ -17,6 +17,63 @@ BAD_FILES = [
      "space.sparsity.uniform: low 0.9 must be below high 0.1"),
     ("objective_not_metric", {**GOOD, "objectives": {"robustness": "max"}}, "objectives.robustness: is not a metric"),
 ]
+_PRUNE = {"compression": {"choice": ["prune"]}}
+_SPARSITY = {"uniform": [0.1, 0.9]}
+# the search (issue 15): samplers and their options, constraints, steps; each message names the
+# sweep-file key and what is allowed
+BAD_SEARCH = [
+    ("unknown_sampler", {**GOOD, "search": "foo"},
+     "search: unknown sampler 'foo'; samplers: gp, grid, nsga2, random, tpe; optuna means tpe (the default)"),
+    ("unknown_sampler_in_mapping", {**GOOD, "search": {"sampler": "tpee"}},
+     "search.sampler: unknown sampler 'tpee' (did you mean 'tpe'?); samplers: gp, grid"),
+    ("sampler_missing", {**GOOD, "search": {"n_startup_trials": 3}}, "search.sampler: is missing"),
+    ("unknown_option", {**GOOD, "search": {"sampler": "tpe", "bogus": 1}},
+     "search.bogus: is not an option of sampler tpe; its options: n_startup_trials, multivariate"),
+    ("option_of_a_sampler_without_options", {**GOOD, "search": {"sampler": "random", "seed": 1}},
+     "search.seed: is not an option of sampler random; it takes none"),
+    ("option_out_of_range", {**GOOD, "search": {"sampler": "tpe", "n_startup_trials": -1}},
+     "search.n_startup_trials: must be in [0, 10000], got -1"),
+    ("population_too_small", {**GOOD, "search": {"sampler": "nsga2", "population_size": 1}},
+     "search.population_size: must be in [2, 10000], got 1"),
+    ("option_not_a_bool", {**GOOD, "search": {"sampler": "gp", "deterministic": "yes"}},
+     "search.deterministic: expected true or false, got 'yes'"),
+    ("option_not_an_integer", {**GOOD, "search": {"sampler": "tpe", "n_ei_candidates": 2.5}},
+     "search.n_ei_candidates: expected an integer, got 2.5"),
+    ("option_not_a_number", {**GOOD, "search": {"sampler": "nsga2", "mutation_prob": "x"}},
+     "search.mutation_prob: expected a number, got 'x'"),
+    ("constraint_unknown_metric", {**GOOD, "constraints": {"clean_accuracy": ">= 0.7"}},
+     "constraints.clean_accuracy: is not a metric a sweep can constrain (did you mean 'clean_acc'?); metrics: clean_acc"),
+    ("constraints_not_a_mapping", {**GOOD, "constraints": [">= 0.7"]}, "constraints: must be a mapping"),
+    ("constraint_bound_not_a_number", {**GOOD, "constraints": {"clean_acc": ">= abc"}},
+     "constraints.clean_acc: must look like '>= 0.7' or '<= 2e6' (a quoted string), got '>= abc'"),
+    ("constraint_bound_without_operator", {**GOOD, "constraints": {"model_bits": 2e6}},
+     "constraints.model_bits: must look like '>= 0.7' or '<= 2e6'"),
+    ("constraint_bound_mapping", {**GOOD, "constraints": {"clean_acc": {"min": 0.9, "max": 0.1}}},
+     "constraints.clean_acc: must look like '>= 0.7' or '<= 2e6'"),
+    ("constraint_strict_operator", {**GOOD, "constraints": {"clean_acc": "> 0.7"}},
+     "constraints.clean_acc: must look like '>= 0.7' or '<= 2e6'"),
+    ("constraint_bound_outside_the_metric", {**GOOD, "constraints": {"clean_acc": ">= 1.5"}},
+     "constraints.clean_acc: the bound is outside the metric's range"),
+    ("step_zero", {**GOOD, "space": {**_PRUNE, "sparsity": {**_SPARSITY, "step": 0}}},
+     "space.sparsity.step: must be a finite number > 0, got 0"),
+    ("step_negative", {**GOOD, "space": {**_PRUNE, "sparsity": {**_SPARSITY, "step": -0.1}}},
+     "space.sparsity.step: must be a finite number > 0, got -0.1"),
+    ("step_infinite", {**GOOD, "space": {**_PRUNE, "sparsity": {**_SPARSITY, "step": float("inf")}}},
+     "space.sparsity.step: must be a finite number > 0, got inf"),
+    ("step_on_loguniform", {**GOOD, "space": {"lr": {"loguniform": [0.001, 0.1], "step": 0.01}}},
+     "space.lr.step: only 'uniform' and 'int' ranges take a step, not 'loguniform'"),
+    ("step_on_choice", {**GOOD, "space": {**GOOD["space"], "weight_bits": {"choice": [4, 8], "step": 4}}},
+     "space.weight_bits.step: only 'uniform' and 'int' ranges take a step, not 'choice'"),
+    ("step_larger_than_range", {**GOOD, "space": {**_PRUNE, "sparsity": {**_SPARSITY, "step": 2}}},
+     "space.sparsity.step: 2 is larger than the range [0.1, 0.9]; it must divide high - low = 0.8"),
+    ("step_not_dividing", {**GOOD, "space": {**_PRUNE, "sparsity": {**_SPARSITY, "step": 0.3}}},
+     "space.sparsity.step: 0.3 does not divide the range [0.1, 0.9]; it must divide high - low = 0.8"),
+    ("int_step_larger_than_range", {"fixed": {"dataset": "digits"}, "space": {"pretrain_epochs": {"int": [1, 5], "step": 10}}},
+     "space.pretrain_epochs.step: 10 is larger than the range [1, 5]"),
+    ("int_step_fraction", {"fixed": {"dataset": "digits"}, "space": {"pretrain_epochs": {"int": [1, 5], "step": 0.5}}},
+     "space.pretrain_epochs.step: must be an integer for an int range, got 0.5"),
+]
+BAD_FILES += BAD_SEARCH
 
 
 def _write(tmp_path, name, content):
