@@ -79,3 +79,30 @@ def test_status_shows_the_front_size_and_its_hypervolume(tmp_path):
     no_ft = [r for r in STANDARD_ROWS if r[2].get("finetune", "none") == "none"]
     text = _status_text(tmp_path / "c", no_ft, {"robust_acc": "max", "flops_finetune": "min"})
     assert "usable trials (robust_acc max, flops_finetune min); no hypervolume: objective 'flops_finetune'" in text
+
+
+def test_status_says_when_the_search_ended_early(tmp_path, capsys):
+    """A finite space whose every configuration ran (the searcher's search.json) ends the sweep
+    before its budget: status says so next to the trial counts, and a stopped sweep is complete."""
+    import json
+
+    from analysis_helpers import STANDARD_ROWS
+    from rcsweep.cli import main
+    from rcsweep.sweep.folder import SEARCH_FILE
+
+    done = [r for r in STANDARD_ROWS if r[1] != "running"]
+    text = _status_text(tmp_path / "a", done, {"robust_acc": "max", "model_bits": "min"})
+    assert "search ended early" not in text and "(stopped)" in text.splitlines()[0]  # 8 of 12 planned
+    (tmp_path / "a" / SEARCH_FILE).write_text(json.dumps({"exhausted": "8 distinct configurations, all run"}))
+    assert main(["status", str(tmp_path / "a")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(complete)")
+    assert lines[1].startswith("trials: 7 finished, 0 running, 1 failed, of 12 planned")
+    assert lines[2] == "search ended early: 8 distinct configurations, all run"
+
+    text = _status_text(tmp_path / "b", STANDARD_ROWS, {"robust_acc": "max", "model_bits": "min"})
+    (tmp_path / "b" / SEARCH_FILE).write_text(json.dumps({"exhausted": "9 distinct configurations, all run"}))
+    assert main(["status", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "(stopped)" in out.splitlines()[0]  # a trial still running: not complete
+    assert "search ended early: 9 distinct configurations, all run" in out

@@ -4,6 +4,8 @@
 command line, package and library versions, git commit when known, and one entry per resume.
 ``driver.json`` names the driver process while one runs (so ``rcsweep status`` can tell a running
 sweep from a stopped one, and ``rcsweep resume`` can refuse to start a second driver).
+``search.json`` says why the searcher (:mod:`.search`) ended the sweep before its budget, when it
+did (``{"exhausted": "54 distinct configurations, all run"}``).
 Also here: ``results.csv`` (:mod:`rcsweep.results`), ``trials/``, ``pretrained/`` and ``tune/``
 (Ray Tune's experiment state). Nothing in this module imports Ray.
 """
@@ -31,6 +33,7 @@ from ..sweepfile import SweepSpec, load_sweep
 SWEEP_FILE = "sweep.yaml"
 TUNE_DIR = "tune"
 DRIVER_FILE = "driver.json"
+SEARCH_FILE = "search.json"  # why the searcher stopped early, for rcsweep status
 DEFAULT_STORAGE = "rcsweep-results"
 
 
@@ -137,6 +140,16 @@ def remove_rows(folder, trial_ids) -> None:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(Path(folder) / RESULTS_FILE, buf.getvalue())
+
+
+def search_exhausted(folder) -> str | None:
+    """Why the sweep in ``folder`` ended before its budget (every configuration of a finite space
+    ran), or None."""
+    path = Path(folder) / SEARCH_FILE
+    try:
+        return json.loads(path.read_text()).get("exhausted") if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 # -- the driver running a sweep ----------------------------------------------------------------

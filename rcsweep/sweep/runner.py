@@ -29,10 +29,10 @@ from ..errors import ConfigError, UserError
 from ..results import read_rows, upsert_rows
 from ..sweepfile import SweepSpec
 from .folder import (TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
-                     new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, stop_left_behind,
-                     write_driver, write_spec)
+                     new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, search_exhausted,
+                     stop_left_behind, write_driver, write_spec)
 from .progress import SweepProgress
-from .search import build_searcher, search_exhausted
+from .search import build_searcher
 from .summary import format_status, pareto_front, sweep_status
 from .trainable import COLLAPSED_FILE, TRIALS_DIR, sweep_trial
 
@@ -150,9 +150,7 @@ def _fit(tuner, folder: Path, quiet: bool, owned_ray: bool) -> SweepOutcome:
     if not quiet:
         print(format_status(st))
         print(f"results: {folder / 'results.csv'}")
-        if exhausted:
-            print(f"search ended early: {exhausted}")
-        elif outcome.finished + outcome.failed < outcome.planned:
+        if not exhausted and outcome.finished + outcome.failed < outcome.planned:  # status says why it ended early
             print(f"unfinished: continue with 'rcsweep resume {folder}'")
     return outcome
 

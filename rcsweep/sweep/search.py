@@ -52,11 +52,11 @@ from ..errors import ConfigError
 from ..samplers import SamplerContext
 from ..sweepfile import SweepSpec
 from ..trial_status import FLAGS, parse_flags
+from .folder import SEARCH_FILE, search_exhausted  # noqa: F401  (search_exhausted lives there: status reads it without Ray)
 from .space import ConditionalSpace, distribution, optuna_value
 from .store import STORE_DIR, pretrain_id
 
 STUDY_FILE = "optuna.journal"
-SEARCH_FILE = "search.json"  # why the searcher stopped early, for rcsweep status
 
 
 def config_key(cfg) -> str:
@@ -73,16 +73,6 @@ def open_study(folder, spec: SweepSpec, sampler=None):
     directions = ["maximize" if d == "max" else "minimize" for _, d in spec.objectives]
     return optuna.create_study(storage=storage, study_name=spec.name, directions=directions, sampler=sampler,
                                load_if_exists=True)
-
-
-def search_exhausted(folder) -> str | None:
-    """Why the sweep in ``folder`` ended before its budget (every configuration of a finite space
-    ran), or None."""
-    path = Path(folder) / SEARCH_FILE
-    try:
-        return json.loads(path.read_text()).get("exhausted") if path.is_file() else None
-    except (OSError, ValueError):
-        return None
 
 
 class SweepSearcher(Searcher):

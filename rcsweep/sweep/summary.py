@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..pareto import front_order, gains, hypervolume, normalisation_text, parse_objectives, reference_values
 from ..results import RESULTS_FILE, load_results, split_usable
 from ..sweepfile import SweepSpec
-from .folder import driver_alive, read_driver, read_spec
+from .folder import driver_alive, read_driver, read_spec, search_exhausted
 from .store import pretrain_id
 
 SHOWN_PARAMS = ("pretrain", "compression", "sparsity", "weight_bits", "act_bits", "finetune")
@@ -24,6 +24,7 @@ class Status:
     counts: dict  # status -> number of trials
     driver: str  # running | stopped | unknown (another host)
     table: object  # pandas DataFrame of results.csv
+    exhausted: str | None = None  # why the search ended before the budget (search.json), or None
 
     @property
     def planned(self) -> int:
@@ -31,7 +32,9 @@ class Status:
 
     @property
     def complete(self) -> bool:
-        return self.counts.get("finished", 0) == self.planned
+        """Every planned trial finished, or the search ran every configuration and none is running."""
+        return self.counts.get("finished", 0) == self.planned or (self.exhausted is not None
+                                                                  and not self.counts.get("running"))
 
 
 def sweep_status(folder) -> Status:
@@ -41,7 +44,8 @@ def sweep_status(folder) -> Status:
     table = load_results(folder) if (folder / RESULTS_FILE).is_file() else None
     counts = table["status"].value_counts().to_dict() if table is not None else {}
     alive = driver_alive(read_driver(folder))
-    return Status(folder, spec, counts, {True: "running", False: "stopped", None: "unknown"}[alive], table)
+    return Status(folder, spec, counts, {True: "running", False: "stopped", None: "unknown"}[alive], table,
+                  search_exhausted(folder))
 
 
 def format_status(st: Status) -> str:
@@ -51,6 +55,8 @@ def format_status(st: Status) -> str:
              f"{st.counts.get('failed', 0)} failed, of {st.planned} planned"]
     if st.counts.get("early_stopped"):
         lines[-1] += f", {st.counts['early_stopped']} stopped early"
+    if st.exhausted:
+        lines.append(f"search ended early: {st.exhausted}")
     flagged = _flag_counts(st.table)
     if flagged:
         lines.append("flagged (off the front): " + ", ".join(f"{n} {f}" for f, n in flagged.items()))
