@@ -1,6 +1,7 @@
 """Sweeps on a real local Ray: a tiny sweep completes (one trial fails and is recorded),
 pretraining is shared, the sweep is extended and its failed trial retried, and the sweep of a
-SIGKILLed driver is resumed with no finished trial or checkpointed stage run twice."""
+SIGKILLed driver is resumed with no finished trial or checkpointed stage run twice; a constrained
+sweep keeps its infeasible trials off the front and tells them to the study as infeasible."""
 import json
 import os
 import signal
@@ -157,6 +158,52 @@ def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path
             and t.user_attrs.get("tune_trial", "reference") in rows | {"reference"}]
     assert len(told) == 4  # the reference and the 3 searched trials of results.csv, each told once
     assert len({t.user_attrs["config_key"] for t in told}) == 4
+
+
+# dense digits_cnn: 32 x 22954 parameters = 734,528 bits; pruned to 0.9 (bitmask + nonzeros): ~1e5
+CONSTRAINED = {**TINY, "name": "constrained", "fixed": {**FIXED, "sparsity": 0.9},
+               "space": {"compression": {"choice": ["none", "prune"]}, "seed": {"choice": [0, 1]}},
+               "references": [{"compression": "none", "seed": 0}], "num_samples": 4, "max_failures": 0,
+               "constraints": {"model_bits": "<= 4e5"}}
+
+
+def test_a_constrained_sweep_keeps_infeasible_trials_off_the_front(ray_local, tmp_path, capsys):  # noqa: F811
+    """The dense trials violate ``model_bits <= 4e5``: flagged infeasible with the reason in
+    results.csv, off the front (status's and the analysis's), and told to the study with a
+    constraint value > 0; the pruned ones are feasible (<= 0). The reference covers one of the
+    space's 4 configurations, so the 3 searched trials run the other 3."""
+    from analysis.pareto import pareto_analysis
+    from rcsweep.sweep.runner import run_sweep
+    from rcsweep.sweep.search import open_study
+    from rcsweep.sweep.summary import pareto_front
+    from rcsweep.sweepfile import load_sweep
+    from rcsweep.trial_status import parse_flags
+
+    out = run_sweep(CONSTRAINED, storage=tmp_path, quiet=True)
+    df = load_results(out.folder)
+    assert out.exit_code == 0 and len(df) == 4 and set(df["status"]) == {"finished"}
+    assert sorted(zip(df["compression"], df["seed"])) == [("none", 0), ("none", 1), ("prune", 0), ("prune", 1)]
+    infeasible = df[["infeasible" in parse_flags(f) for f in df["flags"]]]
+    assert sorted(infeasible["compression"]) == ["none", "none"] and (infeasible["model_bits"] > 4e5).all()
+    assert all(r.startswith("model_bits ") and r.endswith(" > 400000") for r in infeasible["infeasible_reason"])
+    feasible = df[df["compression"] == "prune"]
+    assert (feasible["model_bits"] <= 4e5).all() and not feasible["infeasible_reason"].fillna("").any()
+
+    spec = load_sweep(CONSTRAINED)
+    bad = set(infeasible["trial_id"])
+    assert not bad & set(pareto_front(df, spec.objectives)["trial_id"])  # rcsweep status's front
+    assert not bad & set(out.pareto) and out.pareto
+    analysed = pareto_analysis(df, ",".join(f"{m}:{d}" for m, d in spec.objectives))  # rcsweep pareto's
+    assert not bad & set(analysed.front["trial_id"]) and bad <= set(analysed.excluded["trial_id"])
+    assert main(["status", str(out.folder)]) == 0 and "flagged (off the front): 2 infeasible" in capsys.readouterr().out
+
+    study = open_study(out.folder, spec)
+    told = [t for t in study.trials if t.state.name == "COMPLETE" and not t.user_attrs.get("repeat_of")]
+    flat = [json.loads(t.user_attrs["config_key"]) for t in told]  # the reference and the 3 searched trials
+    assert sorted((c["compression"], c["seed"]) for c in flat) == [("none", 0), ("none", 1), ("prune", 0), ("prune", 1)]
+    for t, c in zip(told, flat):
+        assert (t.constraints["model_bits <= 400000"] > 0) == (c["compression"] == "none")
+        assert t.constraints["trusted"] == 0.0
 
 
 LOOPBACK_SCRIPT = '''
