@@ -12,9 +12,10 @@ are drawn on that grid, so that two suggestions are the same configuration exact
 equal (a sweep never runs one configuration twice), and ``search: grid`` can enumerate them.
 
 ``search`` names a sampler of :data:`rcsweep.samplers.SAMPLERS` (``tpe``, ``nsga2``, ``gp``,
-``random``, ``grid``; ``optuna`` is the default sampler), alone or with its options:
-``search: {sampler: tpe, n_startup_trials: 6}``. ``constraints`` bound any metric a sweep can
-optimise: ``constraints: {clean_acc: ">= 0.7", model_bits: "<= 2e6"}`` (:mod:`rcsweep.constraints`).
+``random``, ``grid``; no ``search`` or ``search: optuna`` is :data:`rcsweep.samplers.DEFAULT`),
+alone or with its options: ``search: {sampler: tpe, n_startup_trials: 6}``. ``constraints`` bound
+any metric a sweep can optimise: ``constraints: {clean_acc: ">= 0.7", model_bits: "<= 2e6"}``
+(:mod:`rcsweep.constraints`).
 Parameters that do not apply to a trial's methods (``weight_bits`` without quantization,
 ``sparsity`` without pruning, ``eps_finetune`` without adversarial fine-tuning) are dropped.
 """
@@ -102,7 +103,7 @@ class SweepSpec:
     fixed: dict
     space: dict  # name -> Dist
     references: tuple = ()
-    search: str = "tpe"  # a sampler's name (rcsweep.samplers.SAMPLERS)
+    search: str = DEFAULT  # a sampler's name (rcsweep.samplers.SAMPLERS)
     search_options: dict = field(default_factory=dict)  # its options, as the sweep file gives them
     constraints: tuple = ()  # rcsweep.constraints.Constraint
     objectives: tuple = metrics_table.DEFAULT_OBJECTIVES
@@ -270,7 +271,7 @@ def _search(v) -> tuple[str, dict]:
     """``search`` -> (sampler name, options): a name (``tpe``, or an alias such as ``optuna``) or
     ``{sampler: NAME, OPTION: VALUE, ...}``, options validated by the sampler's options class."""
     if v is None:
-        return ALIASES["optuna"], {}
+        return DEFAULT, {}
     if isinstance(v, str):
         options = {}
         name = v

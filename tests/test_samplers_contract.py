@@ -21,6 +21,19 @@ def test_the_registry_has_the_documented_samplers():
     assert {"tpe", "nsga2", "gp", "random", "grid"} <= set(NAMES)
 
 
+def test_the_readme_documents_every_sampler_and_option():
+    """README.md, 'The search': a row per registered sampler naming each of its options."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### The search", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(NAMES)
+    for name in NAMES:
+        for f in dataclasses.fields(SAMPLERS.get(name).Params):
+            assert f"`{f.name}`" in rows[name], (name, f.name)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_options_validate_and_build_for_any_budget(name):
     cls = SAMPLERS.get(name)
