@@ -129,7 +129,8 @@ def test_references_are_in_the_study_with_the_parameters_they_share(tmp_path):
     study = s.study()
     added = [t for t in study.trials if t.user_attrs.get("reference")]
     assert [t.params for t in added] == [{"pretrain": "standard"}, {"pretrain": "adversarial"}]
-    assert [t.values for t in added] == [[0.0, 1e6], [0.8, 1e6]]
+    # sizes are told on the hypervolume's scale: log10(model_bits)
+    assert [t.values for t in added] == [[0.0, 6.0], [0.8, 6.0]]
     assert added[1].user_attrs["config"]["compression"] == "none"
     assert (tmp_path / STUDY_FILE).is_file()
     # a new searcher on the same folder (a resumed driver) finds them in the journal

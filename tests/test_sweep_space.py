@@ -95,7 +95,7 @@ def test_optuna_learns_from_completed_trials(objectives):
     s.on_trial_complete("a", {"robust_acc": 0.4, "model_bits": 1000})
     study = s.study()
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
-    assert list(study.trials[0].values) == [0.4, 1000][:len(objectives)]
+    assert list(study.trials[0].values) == [0.4, 3.0][:len(objectives)]  # log10(model_bits)
     s.suggest("b")
     s.on_trial_complete("b", error=True)
     assert study.trials[-1].state.name == "FAIL"
@@ -113,7 +113,9 @@ def test_suggestions_that_would_wait_for_a_pretraining_are_held_back(tmp_path):
     assert refs == ["standard", "adversarial"]  # both models are being trained now
     (tmp_path / "pretrained" / pretrain_id(TrialConfig(**SPACE["fixed"])) / "pretrain.json").parent.mkdir(parents=True)
     (tmp_path / "pretrained" / pretrain_id(TrialConfig(**SPACE["fixed"])) / "pretrain.json").write_text("{}")
-    # the standard model is ready, the adversarial one is not: standard trials go first
+    # the standard model is ready, the adversarial one is not: standard trials go first (the
+    # sampler's first suggestion is made adversarial, so that one is surely held back)
+    s.study().enqueue_trial({"pretrain": "adversarial", "finetune": "clean"})
     nxt = [s.suggest(f"t{i}")["trial"]["pretrain"] for i in range(2)]
     held = len(s.held)
     assert nxt == ["standard", "standard"] and held >= 1 and all(p["pretrain"] == "adversarial" for _, p in s.held)

@@ -24,8 +24,9 @@ study's, which no library does.
   equal to a configuration that finished, failed deterministically (training collapse) or is
   running is not issued: it is told the finished trial's result (or failed, or told when the
   running one finishes) and the next suggestion is asked for, ``MAX_REPEATS`` times at most; then
-  a random configuration not yet run is issued (drawn from the space's points when the space is
-  finite). A finite space whose every configuration has run ends the sweep early
+  the configuration not yet run nearest to the last repeated suggestion is issued (the sampler
+  keeps asking for a region it has run: its closest unseen neighbour, from the space's points when
+  the space is finite). A finite space whose every configuration has run ends the sweep early
   (``N distinct configurations, all run``).
 - **What a finished trial tells** follows the table of statuses and flags
   (:mod:`rcsweep.trial_status`): its objectives, with Optuna constraint values from the sweep's
@@ -62,6 +63,21 @@ STUDY_FILE = "optuna.journal"
 def config_key(cfg) -> str:
     """The identity of a trial configuration: its flat parameters as sorted JSON."""
     return json.dumps(cfg.to_flat(), sort_keys=True, default=str)
+
+
+def told_value(metric: str, value: float) -> float:
+    """An objective's value as the study is told it: on the scale the hypervolume judges it
+    (``scale`` in :mod:`rcsweep.metrics_table`), so that a sampler's own hypervolume and
+    crowding agree with the analysis. Sizes and costs (``log_dense``, ``log_ref``) are told as
+    ``log10(value)``: a model 10x smaller gains as much at 1 Mbit as at 10 kbit (told raw, the
+    smallest models' gains vanish next to the dense model's size). Others are told as they are.
+    A non-positive size is told as -inf (not finite: the trial is told failed)."""
+    from ..metrics_table import BY_NAME
+
+    m = BY_NAME.get(metric)
+    if m is not None and m.scale in ("log_dense", "log_ref"):
+        return math.log10(value) if value > 0 else -math.inf
+    return value
 
 
 def open_study(folder, spec: SweepSpec, sampler=None):
@@ -274,6 +290,7 @@ class SweepSearcher(Searcher):
     def _ask_new(self):
         """A suggestion whose configuration has not run and is not running; None if none is left."""
         study = self.study()
+        repeated = None
         for _ in range(self.MAX_REPEATS):
             trial = study.ask()
             point = self._space(trial)
@@ -284,35 +301,59 @@ class SweepSearcher(Searcher):
                 self._known[key] = "running"
                 return trial.number, point
             self.repeats += 1
+            repeated = point
             trial.set_user_attr("repeat_of", key)
             if state == "running":
                 self.waiting.setdefault(key, []).append(trial.number)
             else:
                 self._tell_repeat(trial.number, key)
-        return self._ask_unseen()
+        return self._ask_unseen(near=repeated)
 
-    def _ask_unseen(self):
-        """After ``MAX_REPEATS`` repeats: a configuration not run yet, at random (seeded)."""
+    def _ask_unseen(self, near: dict | None = None):
+        """After ``MAX_REPEATS`` repeats: the configuration not run yet that is nearest to the
+        sampler's last repeated suggestion ``near`` (fewest parameters of the trial configuration
+        that differ, then the smallest distance of numeric ones on their range), ties drawn at
+        random (seeded); among all of a finite space's points, else among ``MAX_REPEATS`` random
+        draws. The sampler kept asking for a region it has run: the next configuration is its
+        closest neighbour not run, not a random one."""
         rng = random.Random(self.spec.search_seed * 1_000_003 + len(self._known))
         points = self.spec.finite_points()
-        if points is not None:
-            fresh = [p for p in points if config_key(self.spec.trial_config(p)) not in self._known]
-            if not fresh:
-                return None
-            candidates = [rng.choice(fresh)]
-        else:
-            candidates = [self._random_point(rng) for _ in range(self.MAX_REPEATS)]
-        for point in candidates:
-            key = config_key(self.spec.trial_config(point))
-            if key in self._known:
-                continue
-            self.study().enqueue_trial({n: optuna_value(self.spec.space[n], v) for n, v in point.items()})
-            trial = self.study().ask()
-            drawn = self._space(trial)
-            trial.set_user_attr("config_key", key)
-            self._known[key] = "running"
-            return trial.number, drawn
-        return None
+        if points is None:
+            points = [self._random_point(rng) for _ in range(self.MAX_REPEATS)]
+        fresh = [p for p in points if config_key(self.spec.trial_config(p)) not in self._known]
+        if not fresh:
+            return None
+        if near is not None:
+            target = self.spec.trial_config(near).to_flat()
+            dist = [self._distance(self.spec.trial_config(p).to_flat(), target) for p in fresh]
+            best = min(dist)
+            fresh = [p for p, d in zip(fresh, dist) if d == best]
+        point = rng.choice(fresh)
+        key = config_key(self.spec.trial_config(point))
+        self.study().enqueue_trial({n: optuna_value(self.spec.space[n], v) for n, v in point.items()})
+        trial = self.study().ask()
+        drawn = self._space(trial)
+        trial.set_user_attr("config_key", key)
+        self._known[key] = "running"
+        return trial.number, drawn
+
+    def _distance(self, a: dict, b: dict) -> tuple:
+        """(parameters that differ, the size of the move): a numeric parameter moves by
+        |difference| / its range in the space, any other change counts 1 (a whole range), so
+        that a neighbour one step along a numeric axis comes before one with another method."""
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        differ = [k for k in a.keys() | b.keys() if a.get(k) != b.get(k)]
+        move = 0.0
+        for k in differ:
+            dist = self.spec.space.get(k)
+            if dist is not None and number(a.get(k)) and number(b.get(k)) and all(map(number, dist.values)):
+                lo, hi = min(dist.values), max(dist.values)
+                move += abs(a[k] - b[k]) / ((hi - lo) or 1)
+            else:
+                move += 1.0
+        return len(differ), round(move, 12)
 
     def _random_point(self, rng: random.Random) -> dict:
         import optuna
@@ -352,7 +393,7 @@ class SweepSearcher(Searcher):
         if any(FLAGS[f].sampler in ("failed", "not told") for f in flags if f in FLAGS):
             return None
         try:
-            values = [float(result[m]) for m, _ in self.spec.objectives]
+            values = [told_value(m, float(result[m])) for m, _ in self.spec.objectives]
         except (KeyError, TypeError, ValueError):
             return None
         if not all(math.isfinite(v) for v in values):
