@@ -16,6 +16,11 @@ once. Writes, in ``--out``: ``curves.csv`` (every sweep's curve), ``summary.csv`
 hypervolume), ``hypervolume.png/.svg``, ``commands.md``.
 
     python benchmarks/bench_search.py --work /tmp/search --out docs/results/search [--seeds 0 1 2]
+    python benchmarks/bench_search.py --work runs/search --searches tpe --budget 28 --out runs/search/summary
+
+``--searches`` names the samplers to run (``grid`` once, the others once per seed; default: grid,
+tpe, random). ``benchmarks/replay_search.py --real`` measures trained sweeps as it measures its
+replays (issue 15).
 """
 from __future__ import annotations
 
@@ -52,12 +57,13 @@ def sweep_dict(search: str, seed: int, budget: int) -> dict:
             "num_samples": budget, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0}, "search_seed": seed}
 
 
-def run_all(work: Path, seeds, budget: int) -> dict:
-    """Run (or resume) each sweep; return {name: folder}."""
+def run_all(work: Path, seeds, budget: int, searches=("grid", "tpe", "random")) -> dict:
+    """Run (or resume) each sweep of ``searches`` (the grid once, the others per seed); return
+    {name: folder}."""
     from rcsweep.sweep.runner import resume_sweep, run_sweep
 
     folders = {}
-    plan = [("grid", 0)] + [(s, seed) for s in ("optuna", "random") for seed in seeds]
+    plan = [("grid", 0)] * ("grid" in searches) + [(s, seed) for s in searches if s != "grid" for seed in seeds]
     for search, seed in plan:
         d = sweep_dict(search, seed, budget)
         folder = work / d["name"]
@@ -127,7 +133,7 @@ def summarise(folders: dict, out: Path, budget: int) -> None:
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = figure(6.4, 4.2)
-    colors = {"grid": "#444444", "optuna": "#1f77b4", "random": "#d62728"}
+    colors = {"grid": "#444444", "optuna": "#1f77b4", "tpe": "#1f77b4", "random": "#d62728"}
     for search, g in curves.groupby("search", sort=False):
         wide = g.pivot(index="n_finished", columns="seed", values="hypervolume")
         x = wide.index.to_numpy()
@@ -155,13 +161,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "search")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=BUDGET)
+    ap.add_argument("--searches", nargs="+", default=["grid", "tpe", "random"],
+                    help="samplers to run (the grid once, the others per seed)")
     ap.add_argument("--summarise-only", action="store_true", help="only recompute the tables and figure")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.summarise_only:
         folders = {p.name: p for p in sorted(args.work.iterdir()) if (p / "results.csv").is_file()}
     else:
-        folders = run_all(args.work, args.seeds, args.budget)
+        folders = run_all(args.work, args.seeds, args.budget, args.searches)
     summarise(folders, args.out, args.budget)
     return 0
 

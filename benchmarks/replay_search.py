@@ -38,6 +38,7 @@ import contextlib
 import io
 import json
 import math
+import shlex
 import shutil
 import sys
 import tempfile
@@ -74,6 +75,7 @@ VARIANTS = {
     "nsga2 pop 20": {"sampler": "nsga2", "population_size": 20},
     "gp": {"sampler": "gp"},  # n_startup_trials 8, as TPE's
     "gp startup 4": {"sampler": "gp", "n_startup_trials": 4},
+    "gp repeats 2": {"sampler": "gp", "max_repeats": 2},
     "random": {"sampler": "random"},
     # the searcher's bound on repeated suggestions before it issues the nearest configuration not
     # run (SweepSearcher.MAX_REPEATS, 20): not a sweep-file option
@@ -177,7 +179,7 @@ def replay(data: dict, table: Table, folder: Path, concurrent: int = 2) -> dict:
         s.MAX_REPEATS = max_repeats
     s.set_search_properties(None, None, {"_sweep": {"dir": str(folder), "num_samples": s.limit}})
     rows, keys, live = [], [], []
-    fallbacks = []  # trials issued at random after MAX_REPEATS repeated suggestions (SweepSearcher._ask_unseen)
+    fallbacks = []  # trials issued as the nearest unseen configuration after MAX_REPEATS repeated suggestions (SweepSearcher._ask_unseen)
     ask_unseen = s._ask_unseen
 
     def counted_ask_unseen(**kw):
@@ -313,7 +315,7 @@ def write_summary(curves, runs, out: Path, target: float, argv: list, budget: in
              f"{sum(v == 0 for v in diff.values())} equal, {sum(v < 0 for v in diff.values())} behind.", "",
              f"| variant | seeds | " + " | ".join(f"hv at {n}: mean [min, max]" for n in CHECKPOINTS)
              + f" | seeds at 99% by {GOAL_TRIALS} | mean trials to 99% | trials to 99% per seed | mean trials to 100% (never) "
-               "| distinct trials run | repeats answered | trials issued at random after 20 repeats | s per replay |",
+               "| distinct trials run | repeats answered | trials issued after repeats | s per replay |",
              "| --- | ---: | " + " | ".join("---:" for _ in CHECKPOINTS) + " | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for _, r in summary.iterrows():
         cells = " | ".join(f"{r[f'hv@{n} mean']:.4f} [{r[f'hv@{n} min']:.4f}, {r[f'hv@{n} max']:.4f}]"
@@ -328,12 +330,14 @@ def write_summary(curves, runs, out: Path, target: float, argv: list, budget: in
               f"seeds whose curve reached 99% of the grid's final within {GOAL_TRIALS} trials; the mean over the "
               "seeds that reached it (the others in brackets); the grid row is its fixed order, one 'seed'. "
               "'repeats answered': suggestions equal to a configuration already run, told its result instead of running; "
-              "'issued at random': trials the searcher drew at random among the configurations not run yet after "
-              "`MAX_REPEATS` (20) repeated suggestions in a row (the sampler's own choice no longer).",
+              "'issued after repeats': trials the searcher issued itself after `MAX_REPEATS` (20, or the variant's "
+              "`max_repeats`) repeated suggestions in a row: the configuration not run yet nearest to the last "
+              "repeated suggestion (the sampler's own choice no longer).",
               "", "Search options of each variant (the sweep file's `search:`):", ""]
     lines += [f"- {name}: `{json.dumps(VARIANTS.get(name, {}))}`" for name in summary["variant"] if name != "grid"]
-    lines += ["", "Command:", "", "```bash", "PYTHONPATH=. RAY_AUTH_MODE=disabled python3 benchmarks/replay_search.py "
-              + " ".join(argv), "```", ""]
+    made = (out / "command.txt").read_text().strip() if (out / "command.txt").is_file() else shlex.join(argv)
+    lines += ["", "Command (the curves; `--summarise-only` remakes the tables and figure from them):", "", "```bash",
+              "PYTHONPATH=. RAY_AUTH_MODE=disabled python3 benchmarks/replay_search.py " + made, "```", ""]
     (out / "summary.md").write_text("\n".join(lines))
     return summary, best
 
@@ -368,6 +372,42 @@ def plot(curves, summary, best: list, out: Path, target: float, budget: int = BU
     save(fig, out / "replay")
 
 
+# -- real sweeps ----------------------------------------------------------------------------------
+def real_sweeps(folders, table: Table, out: Path, target: float, refs, budget: int = BUDGET) -> list:
+    """The curves of sweeps that trained every trial (``bench_search.py --searches tpe``), by
+    the same measure as the replays: their ``results.csv`` copied to ``OUT/sweeps/NAME.csv`` (the
+    per-trial record), ``OUT/real.md`` (per sweep: hypervolume at the checkpoints, trials to 99% of
+    the grid's final, distinct configurations among its trials). Returns the curve rows (variant
+    ``<sampler> (trained)``)."""
+    import pandas as pd
+
+    from rcsweep.results import load_results
+
+    (out / "sweeps").mkdir(parents=True, exist_ok=True)
+    rows, lines = [], ["| sweep | trials | distinct configurations | " + " | ".join(f"hv at {n}" for n in CHECKPOINTS)
+                       + f" | trials to 99% of the grid's final | 99% within {GOAL_TRIALS} |",
+                       "| --- | ---: | ---: | " + " | ".join("---:" for _ in CHECKPOINTS) + " | ---: | --- |"]
+    for folder in map(Path, folders):
+        df = load_results(folder)
+        name = folder.name
+        df.to_csv(out / "sweeps" / f"{name}.csv", index=False)
+        keys = [row_key(r, df.columns) for _, r in df.iterrows()]
+        points = hv_curve(df, refs)
+        sampler, seed = name.rsplit("_s", 1)
+        curve = [{"variant": f"{sampler} (trained)", "seed": int(seed), "trial": n,
+                  "hypervolume": points[min(n, len(points)) - 1][0], "distinct": len(set(keys[:n])),
+                  "n_finished": points[min(n, len(points)) - 1][1]} for n in range(1, len(points) + 1)]
+        rows += curve
+        c = pd.DataFrame(curve)
+        reach = trials_to(c, GOAL_SHARE * target * (1 - 1e-4))  # restarts differ in the last digits
+        at = {n: (f"{c[c['trial'] == n]['hypervolume'].iloc[0]:.4f}" if n <= len(c) else "-") for n in CHECKPOINTS}
+        lines.append(f"| {name} | {len(df)} | {len(set(keys))} | " + " | ".join(at[n] for n in CHECKPOINTS)
+                     + f" | {reach or 'not within ' + str(len(df))} | {'yes' if reach and reach <= GOAL_TRIALS else 'no'} |")
+    (out / "real.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows
+
+
 # -- main ----------------------------------------------------------------------------------------
 def grid_curve(table: Table, budget: int, refs):
     points = hv_curve(table.df, refs)
@@ -392,6 +432,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="names from VARIANTS")
     ap.add_argument("--budget", type=int, default=BUDGET)
     ap.add_argument("--summarise-only", action="store_true", help="tables and figure from OUT/curves.csv")
+    ap.add_argument("--real", type=Path, nargs="+", default=None,
+                    help="sweep folders that trained every trial: measured as the replays, written to OUT/real.md")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -401,6 +443,10 @@ def main(argv=None) -> int:
     refs = reference_values(usable, objs)
     target = float(hypervolume_curve(table.df, objs, refs)["hypervolume"].iloc[-1])
     grid = grid_curve(table, args.budget, refs)
+    if args.real:
+        real = pd.DataFrame(real_sweeps(args.real, table, args.out, target, refs, args.budget))
+        real.to_csv(args.out / "real_curves.csv", index=False)
+        return 0
     if args.summarise_only:
         curves = pd.read_csv(args.out / "curves.csv")
         runs = pd.read_csv(args.out / "runs.csv")
@@ -426,6 +472,7 @@ def main(argv=None) -> int:
         curves, runs = pd.DataFrame(curve_rows), pd.DataFrame(run_rows)
         curves.to_csv(args.out / "curves.csv", index=False)
         runs.to_csv(args.out / "runs.csv", index=False)
+        (args.out / "command.txt").write_text(shlex.join(argv) + "\n")
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     summary, best = write_summary(curves, runs, args.out, target, argv, args.budget)

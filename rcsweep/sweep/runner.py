@@ -28,7 +28,7 @@ from ray import tune
 from ..errors import ConfigError, UserError
 from ..results import read_rows, upsert_rows
 from ..sweepfile import SweepSpec
-from .folder import (TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
+from .folder import (SEARCH_FILE, TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
                      new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, search_exhausted,
                      stop_left_behind, write_driver, write_spec)
 from .progress import SweepProgress
@@ -123,6 +123,7 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
     with ray_session(address) as (nodes, owned_ray):
         check_resources(spec, nodes)
         check_shared(folder, nodes)
+        (folder / SEARCH_FILE).unlink(missing_ok=True)  # the resumed search says again if it ends early
         add_resume(folder, spec, {"time": now(), "command": provenance(argv)["command"],
                                   "num_samples": spec.total_trials(), "retry_failed": retry_failed})
         if retry_failed:  # the user asks again: a collapsed trial runs again too

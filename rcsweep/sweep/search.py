@@ -29,7 +29,8 @@ study's, which no library does.
   the space is finite). A finite space whose every configuration has run ends the sweep early
   (``N distinct configurations, all run``).
 - **What a finished trial tells** follows the table of statuses and flags
-  (:mod:`rcsweep.trial_status`): its objectives, with Optuna constraint values from the sweep's
+  (:mod:`rcsweep.trial_status`): its objectives (on the hypervolume's scale, :func:`told_value`:
+  sizes as log10), with Optuna constraint values from the sweep's
   ``constraints`` and ``trusted`` (> 0 for suspect and degenerate trials: infeasible); a failed
   trial is told failed.
 - **Lookahead**: a suggestion whose pretrained model a running trial is still training would only
