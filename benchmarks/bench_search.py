@@ -57,15 +57,16 @@ def sweep_dict(search: str, seed: int, budget: int) -> dict:
             "num_samples": budget, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0}, "search_seed": seed}
 
 
-def run_all(work: Path, seeds, budget: int, searches=("grid", "tpe", "random")) -> dict:
-    """Run (or resume) each sweep of ``searches`` (the grid once, the others per seed); return
-    {name: folder}."""
+def run_all(work: Path, seeds, budget: int, searches=("grid", "tpe", "random"), make=None) -> dict:
+    """Run (or resume) each sweep of ``searches`` (the grid once, the others per seed), each made
+    by ``make(search, seed, budget)`` (default :func:`sweep_dict`); return {name: folder}."""
+    make = make or sweep_dict
     from rcsweep.sweep.runner import resume_sweep, run_sweep
 
     folders = {}
     plan = [("grid", 0)] * ("grid" in searches) + [(s, seed) for s in searches if s != "grid" for seed in seeds]
     for search, seed in plan:
-        d = sweep_dict(search, seed, budget)
+        d = make(search, seed, budget)
         folder = work / d["name"]
         t0 = time.perf_counter()
         if (folder / "results.csv").is_file():

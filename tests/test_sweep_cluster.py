@@ -35,7 +35,7 @@ def test_two_node_cluster_sweep_completes_and_uses_both_nodes(tmp_path):
 
     sweep = {"name": "cluster", "fixed": {"dataset": "digits", "pretrain_epochs": 3, "batch_size": 16, "lr": 0.1,
                                           "train_size": 400, "test_size": 50, "eval_steps": 2, "eval_restarts": 1},
-             "space": {"finetune": {"choice": ["none", "clean"]}}, "num_samples": 4, "max_concurrent": 2}
+             "space": {"finetune": {"choice": ["none", "clean"]}, "finetune_epochs": {"choice": [1, 2, 3]}}, "num_samples": 4, "max_concurrent": 2}
     root = str(Path(__file__).resolve().parent.parent)  # the nodes import rcsweep from this checkout
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(sweep), str(tmp_path)], capture_output=True,
