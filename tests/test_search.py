@@ -203,6 +203,19 @@ def test_trials_finished_after_the_last_save_are_set_aside_and_references_told_o
     assert config_key(load_sweep(data).trial_config(lost)) not in s2._known  # may run again
 
 
+def test_nsga2_crosses_over_the_searched_parameters_not_only_those_the_references_share():
+    """The references carry only the parameters they share with the space (``pretrain``); NSGA-II's
+    relative search space is the intersection over the trials it drew, so that it still crosses
+    over ``compression`` and ``finetune`` (with the references in it, it was random search)."""
+    s = searcher({**DISCRETE, "search": {"sampler": "nsga2", "population_size": 4}})
+    run(s, 8)
+    study = s.study()
+    assert [t.params for t in study.trials if t.user_attrs.get("reference")] == [{"pretrain": "standard"},
+                                                                                 {"pretrain": "adversarial"}]
+    space = study.sampler.infer_relative_search_space(study, study.trials[-1])
+    assert {"pretrain", "compression", "finetune"} <= space.keys()
+
+
 def test_constraints_and_flags_reach_the_sampler_as_constraint_values(tmp_path):
     data = {**DISCRETE, "references": [], "search": "tpe", "constraints": {"clean_acc": ">= 0.7"}}
     s = searcher(data, tmp_path)
