@@ -114,7 +114,7 @@ def summarise(folders: dict, out: Path, budget: int, default: str = "tpe") -> li
                 label=f"{search}{' (default)' if search == default else ''}, mean of {wide.shape[1]} seeds")
         ax.fill_between(x, wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy(), color=colors[search],
                         alpha=0.15, linewidth=0)
-    ax.axvline(FROM, color="#888888", linestyle=":", linewidth=1)
+    ax.axvline(FROM, color="#888888", linestyle=":", linewidth=1, label=f"{FROM} trials: the default should lead from here")
     ax.set_xlabel("finished trials (start order)")
     ax.set_ylabel("hypervolume (robust acc, size, route FLOPs)")
     ax.set_title("Search on a continuous space (digits, 3 objectives; band: min-max)")
