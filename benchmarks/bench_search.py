@@ -83,6 +83,17 @@ def run_all(work: Path, seeds, budget: int, searches=("grid", "tpe", "random"), 
     return folders
 
 
+def plot_seed_band(ax, g, x: str, color, label: str, linestyle: str = "-", alpha: float = 0.15) -> None:
+    """One search's hypervolume curve from ``g`` (columns ``x``, ``seed``, ``hypervolume``): the
+    mean over seeds as a line, their min-max as a band (when there are several seeds)."""
+    wide = g.pivot(index=x, columns="seed", values="hypervolume")
+    at = wide.index.to_numpy()
+    ax.plot(at, wide.mean(axis=1).to_numpy(), color=color, label=label, linestyle=linestyle)
+    if wide.shape[1] > 1:
+        ax.fill_between(at, wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy(), color=color, alpha=alpha,
+                        linewidth=0)
+
+
 def summarise(folders: dict, out: Path, budget: int) -> None:
     import numpy as np
     import pandas as pd
@@ -136,14 +147,9 @@ def summarise(folders: dict, out: Path, budget: int) -> None:
     fig, ax = figure(6.4, 4.2)
     colors = {"grid": "#444444", "optuna": "#1f77b4", "tpe": "#1f77b4", "random": "#d62728"}
     for search, g in curves.groupby("search", sort=False):
-        wide = g.pivot(index="n_finished", columns="seed", values="hypervolume")
-        x = wide.index.to_numpy()
-        mean = wide.mean(axis=1).to_numpy()
-        label = search if wide.shape[1] == 1 else f"{search} (mean of {wide.shape[1]} seeds, band: min-max)"
-        ax.plot(x, mean, color=colors.get(search), label=label)
-        if wide.shape[1] > 1:
-            ax.fill_between(x, wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy(),
-                            color=colors.get(search), alpha=0.2, linewidth=0)
+        seeds = g["seed"].nunique()
+        label = search if seeds == 1 else f"{search} (mean of {seeds} seeds, band: min-max)"
+        plot_seed_band(ax, g, "n_finished", colors.get(search), label, alpha=0.2)
     ax.axhline(target, color="#444444", linestyle=":", linewidth=1)
     ax.axvline(budget / 3, color="#888888", linestyle="--", linewidth=1, label="a third of the budget")
     ax.set_xlabel("finished trials (start order)")

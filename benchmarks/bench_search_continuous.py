@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_search import run_all  # noqa: E402
+from bench_search import plot_seed_band, run_all  # noqa: E402
 
 SPACE = {
     "pretrain": {"choice": ["standard", "adversarial"]},
@@ -108,12 +108,9 @@ def summarise(folders: dict, out: Path, budget: int, default: str = "tpe") -> li
     fig, ax = figure(6.4, 4.2)
     colors = dict(zip(searches, PALETTE))
     for search, g in curves.groupby("search", sort=False):
-        wide = g.pivot(index="n_finished", columns="seed", values="hypervolume")
-        x = wide.index.to_numpy()
-        ax.plot(x, wide.mean(axis=1).to_numpy(), color=colors[search], linestyle="--" if search == "random" else "-",
-                label=f"{search}{' (default)' if search == default else ''}, mean of {wide.shape[1]} seeds")
-        ax.fill_between(x, wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy(), color=colors[search],
-                        alpha=0.15, linewidth=0)
+        plot_seed_band(ax, g, "n_finished", colors[search],
+                       f"{search}{' (default)' if search == default else ''}, mean of {g['seed'].nunique()} seeds",
+                       linestyle="--" if search == "random" else "-")
     ax.axvline(FROM, color="#888888", linestyle=":", linewidth=1, label=f"{FROM} trials: the default should lead from here")
     ax.set_xlabel("finished trials (start order)")
     ax.set_ylabel("hypervolume (robust acc, size, route FLOPs)")

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_search import BUDGET, sweep_dict  # noqa: E402  (the benchmark's space, references, budget)
+from bench_search import BUDGET, plot_seed_band, sweep_dict  # noqa: E402  (the benchmark's space, references, budget)
 
 TABLE = ROOT / "docs" / "results" / "search" / "grid_trials.csv"
 OUT = ROOT / "docs" / "results" / "search" / "replay"
@@ -351,15 +351,10 @@ def plot(curves, summary, best: list, out: Path, target: float, budget: int = BU
     ax.plot(grid["trial"], grid["hypervolume"], color="#999999", linewidth=1, label="grid, fixed order")
     colors = dict(zip(shown, PALETTE[:len(shown) - 1] + ["#D55E00"]))
     for variant in shown:
-        g = curves[curves["variant"] == variant]
-        wide = g.pivot(index="trial", columns="seed", values="hypervolume")
-        x = wide.index.to_numpy()
         r = summary.set_index("variant").loc[variant]
         label = f"{variant}: {r[f'seeds 99% by {GOAL_TRIALS}']}/{r['seeds']} seeds at 99% by {GOAL_TRIALS}"
-        ax.plot(x, wide.mean(axis=1).to_numpy(), color=colors[variant], label=label,
-                linestyle="--" if variant == "random" else "-")
-        ax.fill_between(x, wide.min(axis=1).to_numpy(), wide.max(axis=1).to_numpy(), color=colors[variant],
-                        alpha=0.15, linewidth=0)
+        plot_seed_band(ax, curves[curves["variant"] == variant], "trial", colors[variant], label,
+                       linestyle="--" if variant == "random" else "-")
     ax.axhline(target, color="#444444", linestyle="--", linewidth=1, label=f"grid's final ({target:.3f})")
     ax.axvline(GOAL_TRIALS, color="#888888", linestyle=":", linewidth=1, label=f"{GOAL_TRIALS} trials (the goal)")
     ax.set_xlim(1, budget)

@@ -321,16 +321,17 @@ class SweepSearcher(Searcher):
         points = self.spec.finite_points()
         if points is None:
             points = [self._random_point(rng) for _ in range(self.MAX_REPEATS)]
-        fresh = [p for p in points if config_key(self.spec.trial_config(p)) not in self._known]
+        fresh = [(p, cfg) for p, cfg in ((p, self.spec.trial_config(p)) for p in points)
+                 if config_key(cfg) not in self._known]
         if not fresh:
             return None
         if near is not None:
             target = self.spec.trial_config(near).to_flat()
-            dist = [self._distance(self.spec.trial_config(p).to_flat(), target) for p in fresh]
+            dist = [self._distance(cfg.to_flat(), target) for _, cfg in fresh]
             best = min(dist)
-            fresh = [p for p, d in zip(fresh, dist) if d == best]
-        point = rng.choice(fresh)
-        key = config_key(self.spec.trial_config(point))
+            fresh = [pc for pc, d in zip(fresh, dist) if d == best]
+        point, cfg = rng.choice(fresh)
+        key = config_key(cfg)
         self.study().enqueue_trial({n: optuna_value(self.spec.space[n], v) for n, v in point.items()})
         trial = self.study().ask()
         drawn = self._space(trial)
