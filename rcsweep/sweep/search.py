@@ -68,15 +68,14 @@ def config_key(cfg) -> str:
 
 def told_value(metric: str, value: float) -> float:
     """An objective's value as the study is told it: on the scale the hypervolume judges it
-    (``scale`` in :mod:`rcsweep.metrics_table`), so that a sampler's own hypervolume and
+    (``rcsweep.pareto.LOG_COLUMNS``, from the metric table's ``scale``), so that a sampler's own hypervolume and
     crowding agree with the analysis. Sizes and costs (``log_dense``, ``log_ref``) are told as
     ``log10(value)``: a model 10x smaller gains as much at 1 Mbit as at 10 kbit (told raw, the
     smallest models' gains vanish next to the dense model's size). Others are told as they are.
     A non-positive size is told as -inf (not finite: the trial is told failed)."""
-    from ..metrics_table import BY_NAME
+    from ..pareto import LOG_COLUMNS
 
-    m = BY_NAME.get(metric)
-    if m is not None and m.scale in ("log_dense", "log_ref"):
+    if metric in LOG_COLUMNS:
         return math.log10(value) if value > 0 else -math.inf
     return value
 
