@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import prune
 
 from .base import LAYER_TYPES
 from .fake_quant import ActFakeQuant
-from .prune import _detach_weight
+from .prune import bake_mask_
 
 
 def freeze_(model: nn.Module) -> nn.Module:
@@ -38,11 +37,7 @@ def freeze_(model: nn.Module) -> nn.Module:
                 m.freeze()
             if not isinstance(m, LAYER_TYPES):
                 continue
-            if hasattr(m, "weight_mask"):
-                prune.remove(m, "weight")
-                for key, hook in list(m._forward_hooks.items()):
-                    if hook is _detach_weight:
-                        del m._forward_hooks[key]
+            bake_mask_(m)
             wq = getattr(m, "weight_quant", None)
             if wq is not None:
                 m.weight.copy_(wq(m.weight))

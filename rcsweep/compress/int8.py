@@ -20,17 +20,14 @@ examples on the simulated model and measures how they transfer.
 from __future__ import annotations
 
 import contextlib
-import copy
 import warnings
 
 import torch
 from torch import nn
-from torch.nn.utils import prune
 
 from ..attacks import PGD, threat_model
 from ..batching import accuracy
-from .base import LAYER_TYPES, effective_weight
-from .fake_quant import dequantize_layer_
+from .plain import plain_copy
 
 TRANSFER_EXAMPLES = 200
 CALIB_EXAMPLES = 512
@@ -57,18 +54,9 @@ def has_int8(model: nn.Module) -> bool:
 
 def float_copy(model: nn.Module) -> nn.Module:
     """A plain float CPU copy with the effective (masked, quantized) weights baked in and the
-    pruning hooks and fake quantizers removed; activations are no longer quantized."""
-    m = copy.deepcopy(model).cpu().eval()
-    for mod in m.modules():
-        if isinstance(mod, LAYER_TYPES):
-            with torch.no_grad():
-                w = effective_weight(mod).detach().clone()
-            if hasattr(mod, "weight_mask"):
-                prune.remove(mod, "weight")
-            if hasattr(mod, "weight_quant"):
-                dequantize_layer_(mod)
-            mod.weight = nn.Parameter(w, requires_grad=False)
-    return m
+    pruning hooks and fake quantizers removed; activations are no longer quantized
+    (:func:`~.plain.plain_copy` with ``activations="none"``)."""
+    return plain_copy(model, "none")
 
 
 def to_int8(model: nn.Module, calib_x: torch.Tensor) -> nn.Module:

@@ -70,6 +70,18 @@ class UnstructuredPrune(Compressor):
             m.weight = (m.weight_orig * m.weight_mask).detach()
 
 
+def bake_mask_(m) -> None:
+    """Make a pruned layer plain in place: ``weight`` becomes a Parameter holding ``weight_orig x
+    weight_mask`` (``torch.nn.utils.prune.remove``) and the hook of :func:`_keep_copyable` goes.
+    Nothing for a layer that is not pruned."""
+    if not hasattr(m, "weight_mask"):
+        return
+    prune.remove(m, "weight")
+    for key, hook in list(m._forward_hooks.items()):
+        if hook is _detach_weight:
+            del m._forward_hooks[key]
+
+
 def _detach_weight(m, inputs, output):
     if hasattr(m, "weight_orig"):  # still pruned (prune.remove makes weight a Parameter again)
         m.weight = m.weight.detach()
