@@ -12,10 +12,22 @@ import tempfile
 from pathlib import Path
 
 
-def _file_mode() -> int:
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def temp_folder(parent, prefix: str) -> Path:
+    """A new empty folder in ``parent`` for files that are renamed into place once all are written,
+    with the permissions ``mkdir`` would give it (0777 less the umask; ``mkdtemp`` makes it 0700)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -1,5 +1,6 @@
-"""Analyses that need saved models: ``rcsweep features`` and ``rcsweep export``, on a real tiny
-digits sweep (two trials, a few seconds), and the feature-change computation on a known model."""
+"""Analyses that need saved models: ``rcsweep features`` and ``rcsweep export`` (its formats and
+checks: tests/test_export.py), on a real tiny digits sweep (two trials, a few seconds), and the
+feature-change computation on a known model."""
 import csv
 
 import pandas as pd
@@ -71,15 +72,15 @@ def test_features_unknown_trial_is_exit_2(sweep, capsys):
     assert "has no saved model" in capsys.readouterr().err
 
 
-def test_export_pareto_copies_loadable_models(sweep, tmp_path):
+def test_export_pareto_writes_loadable_models(sweep, tmp_path):
     out = tmp_path / "ship"
-    assert main(["export", str(sweep), "--pareto", "--out", str(out)]) == 0
-    with open(out / "pareto.csv", newline="") as f:
+    assert main(["export", str(sweep), "--pareto", "--format", "state_dict", "--out", str(out)]) == 0
+    with open(out / "trials.csv", newline="") as f:
         ids = [r["trial_id"] for r in csv.DictReader(f)]
     assert ids and set(ids) <= {"dense", "ft"}
     x = torch.rand(5, 1, 8, 8)
     for tid in ids:
-        assert (out / tid / "model.json").is_file() and (out / tid / "record.json").is_file()
+        assert (out / tid / "model.json").is_file() and (out / tid / "model_card.json").is_file()
         a, b = load_model(out / tid), load_model(sweep / "trials" / tid)
         assert torch.equal(a(x), b(x))
 
@@ -91,5 +92,6 @@ def test_export_refuses_a_corrupted_model(sweep, tmp_path, capsys):
     shutil.copytree(sweep, bad)
     with open(bad / "trials" / "dense" / "model.pt", "ab") as f:
         f.write(b"x")
-    assert main(["export", str(bad), "--trials", "ft", "dense", "--out", str(tmp_path / "ship")]) == 2
+    assert main(["export", str(bad), "--trials", "ft", "dense", "--format", "state_dict",
+                 "--out", str(tmp_path / "ship")]) == 2
     assert "corrupted" in capsys.readouterr().err and not (tmp_path / "ship").exists()

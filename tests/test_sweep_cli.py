@@ -4,9 +4,8 @@ import sys
 
 import pytest
 import yaml
+from cli_helpers import run_cli as _run_cli
 from conftest_ray import ray_local  # noqa: F401  (session fixture)
-
-from rcsweep.cli import main
 
 GOOD = {"fixed": {"dataset": "digits", "pretrain_epochs": 1},
         "space": {"compression": {"choice": ["none", "quant"]}, "weight_bits": {"choice": [4, 8]}}}
@@ -81,14 +80,6 @@ def _write(tmp_path, name, content):
     path.parent.mkdir(exist_ok=True)
     path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
     return path
-
-
-def _run_cli(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    return rc, capsys.readouterr()
 
 
 @pytest.mark.parametrize("name, content, needle", BAD_FILES, ids=[b[0] for b in BAD_FILES])

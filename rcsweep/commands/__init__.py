@@ -6,7 +6,7 @@ pipeline (they may use all three; nothing below imports them).
 - :mod:`.verbs`: registration and handlers of the verbs on a sweep's saved trials, whose work is in
   :mod:`.verify` (independent re-attack), :mod:`.reevaluate` (evaluation again with the installed
   code), :mod:`.features` (feature-map change under attack; drawn by :mod:`analysis.plots`),
-  :mod:`.export` (the chosen models copied out) and :mod:`.flags` (the flag rules applied again),
+  :mod:`.export` (the chosen models as checked ONNX / torch.export files) and :mod:`.flags` (the flag rules applied again),
   and ``rcsweep report``, which runs :mod:`analysis.report` (with ``--features``, after the
   feature-map analysis).
 

@@ -5,7 +5,8 @@ by :mod:`rcsweep.cli`; the work is in the sibling modules):
   by :mod:`analysis.report`; with ``--features`` this layer hands it the feature-map analysis
   (:func:`.features.run_features`), run into the report's folder before report.md is written
 - ``rcsweep features DIR [--trials ID ...] [--examples N] [--eps EPS] [--steps N] [--out STEM]``
-- ``rcsweep export DIR --pareto --out FOLDER`` (or ``--trials ID ...``)
+- ``rcsweep export DIR (--pareto | --trials ID ...) --out FOLDER [--format onnx|pt2|state_dict ...] [--force]
+  [--examples N]``
 - ``rcsweep verify DIR [--pareto | --all | --trials ID ...] [--attack apgd|autoattack] [--steps N]
   [--examples N] [--out FILE]``
 - ``rcsweep flags DIR``
@@ -46,15 +47,28 @@ def register(sub) -> None:
     p.add_argument("--data-dir", help="dataset folder")
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("export", help="copy the Pareto front's models into a folder",
-                       description="Copies model.pt, model.json and record.json of each chosen trial into "
-                                   "FOLDER/<trial_id>/ (checksums checked first) and writes FOLDER/pareto.csv.")
+    p = sub.add_parser("export", help="write the front's (or named) models as ONNX / torch.export files, checked",
+                       description="Writes FOLDER/<trial_id>/ with the model in each FORMAT (onnx: model.onnx, and "
+                                   "model.qdq.onnx with integer weights for quantized models where it agrees; pt2: "
+                                   "model.pt2; state_dict: model.pt + model.json for rcsweep.load_model) and "
+                                   "model_card.json. Each file must agree with rcsweep's model on >= 99.5%% of "
+                                   "the trial's test images, and PGD examples crafted on rcsweep's model must "
+                                   "transfer (robust accuracy at most 1 point higher); else exit 1 and nothing is "
+                                   "written. Suspect or degenerate trials need --force.")
     p.add_argument("dir", metavar="DIR")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--pareto", action="store_true", help="export the front's models")
     what.add_argument("--trials", nargs="+", metavar="ID", help="export these trials' models")
     objectives_arg(p)
-    p.add_argument("--out", metavar="FOLDER", required=True)
+    p.add_argument("--format", nargs="+", dest="formats", metavar="FORMAT", default=["onnx"],
+                   choices=("onnx", "pt2", "state_dict"), help="onnx (default), pt2, state_dict; one or more")
+    p.add_argument("--out", metavar="FOLDER", required=True,
+                   help="new or empty folder, or an earlier export (replaced as a whole)")
+    p.add_argument("--force", action="store_true", help="export suspect or degenerate trials too")
+    p.add_argument("--examples", type=int, help="check agreement on the first N test images only (default: all "
+                                                "the trial evaluated on)")
+    p.add_argument("--device", default="cpu", help="torch device for rcsweep's model and the attack (default cpu)")
+    p.add_argument("--data-dir", help="dataset folder")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("verify", help="re-attack the front's models with torchattacks and compare robust accuracies",
@@ -187,11 +201,27 @@ def cmd_reevaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_models
+    import sys
 
+    from ..errors import UserError
+    from .export import ExportMismatch, export_trials
+
+    if args.examples is not None and args.examples < 1:
+        raise UserError("--examples must be >= 1")
     rows = chosen_rows(args)
-    paths = export_models(args.dir, rows, args.out)
-    print(f"exported {len(rows)} models to {args.out} ({len(paths)} files, index {args.out}/pareto.csv)")
+
+    def done(card):
+        checks = ", ".join(f"{name} {f['agreement']['agreement']:.1%} agree" for name, f in card["files"].items())
+        print(f"{card['trial_id']}: {checks}" + "".join(f"; {n} {why}" for n, why in card["files_not_written"].items()),
+              flush=True)
+
+    try:
+        out = export_trials(args.dir, rows, args.out, args.formats, args.force, args.examples, args.device,
+                            args.data_dir, on_done=done)
+    except ExportMismatch as e:
+        sys.stderr.write(f"rcsweep: error: {e}\n")
+        return 1
+    print(f"exported {len(rows)} models to {out} (model_card.json beside each; index {out}/export.json)")
     return 0
 
 

@@ -11,6 +11,8 @@ Interface used by the pipeline and by :func:`rcsweep.load_model`:
   structure (channel counts, masks, quantizers) so that a saved state_dict loads into it.
 - ``freeze_(model)``: makes a compressed model plain and frozen (masks baked into weights,
   activation ranges fixed), as :func:`rcsweep.load_model` returns it.
+- ``masks_baked(info)``: the ``info`` of the same model once :func:`freeze_` baked its pruning masks
+  into plain weights (what ``restore_structure_`` must then rebuild: no masks).
 - ``max_structured_sparsity(model, dataset, width)``: the largest ``sparsity`` channel pruning
   reaches on a registered model (the sweep-file validation refuses more).
 
@@ -68,11 +70,26 @@ def restore_structure_(model: nn.Module, cfg: TrialConfig, info: dict) -> Compre
     return Compression(info, compressor, model)
 
 
+def masks_baked(info: dict) -> dict:
+    """The compression ``info`` (model.json's ``"compression"``) of a model whose unstructured
+    pruning masks were baked into plain weights (:func:`freeze_`): its state_dict has ``weight``
+    where the masked one had ``weight_orig`` and ``weight_mask``, so :func:`restore_structure_` must
+    not re-create the masks. Unstructured pruning alone leaves ``{"method": "none"}``, pruning then
+    quantization the quantization's info; the masked info is kept under ``"masks_baked"``. Other
+    methods hold no masks and are returned unchanged."""
+    method = (info or {}).get("method", "none")
+    if method == "prune":
+        return {"method": "none", "masks_baked": info}
+    if method == "prune_quant":
+        return {**info["quant"], "method": "quant", "masks_baked": info}
+    return dict(info or {})
+
+
 def _dense_counts(model: nn.Module, input_shape: tuple) -> dict:
     return {"dense_params": sum(p.numel() for p in model.parameters()),
             "dense_prunable_weights": sum(m.weight.numel() for _, m in prunable_layers(model, input_shape))}
 
 
 __all__ = ["COMPRESSORS", "Chain", "Compression", "Compressor", "TargetNotReached", "chain", "compress_",
-           "effective_weight", "float_weight", "freeze_", "is_frozen", "max_structured_sparsity", "prunable_layers",
-           "restore_structure_"]
+           "effective_weight", "float_weight", "freeze_", "is_frozen", "masks_baked", "max_structured_sparsity",
+           "prunable_layers", "restore_structure_"]
