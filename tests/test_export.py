@@ -5,6 +5,7 @@ agreeing with rcsweep's own model; cards whose sizes match the files; flagged tr
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import torch
 
 from cli_helpers import run_cli
 from compress_helpers import config, digits_model
+
+import rcsweep
 from rcsweep import load_model
 from rcsweep.attacks import PGD, threat_model
 from rcsweep.cli import main
@@ -138,14 +141,18 @@ def test_cards_describe_the_files_and_their_sizes(sweep, exported):
             assert not [t for t in f["tensors"] if "weight_orig" in t or "weight_mask" in t], (tid, name)
             # every parameter stored once, as float32: 4 bytes each, plus a few buffers and the graph
             assert params <= f["tensor_elements"]["float32"] <= params + 100, (tid, name)
-            assert 4 * params <= f["bytes"] <= 4 * params + 150_000, (tid, name, f["bytes"])
+            assert 4 * params <= f["bytes"] <= 4 * params + 100_000, (tid, name, f["bytes"])
             sizes[tid, name] = f["bytes"]
     assert card(exported, "unstr")["size"]["params_nonzero"] < 0.6 * card(exported, "dense")["size"]["params"]
     names = {i.name for i in onnx.load(str(exported / "unstr" / "model.onnx")).graph.initializer}
     assert "net.0.weight" in names and not any("orig" in n or "mask" in n for n in names)
     for name in ("model.onnx", "model.pt2"):
-        assert sizes["struct", name] < 0.6 * sizes["dense", name]
+        assert sizes["struct", name] < sizes["dense", name]
         assert sizes["unstr", name] <= 1.02 * sizes["dense", name]  # zeros stored as plain weights, no mask
+        tensor_bytes = {tid: card(exported, tid)["files"][name]["tensor_bytes"] for tid in KINDS}
+        assert tensor_bytes["struct"] < 0.3 * tensor_bytes["dense"] and tensor_bytes["unstr"] == tensor_bytes["dense"]
+        for tid in KINDS:  # no file paths of the machine that exported (the exporters' stack traces)
+            assert str(Path(rcsweep.__file__).parent).encode() not in (exported / tid / name).read_bytes()
 
 
 def test_quantized_model_files_hold_exactly_the_simulated_grid(sweep, exported):
@@ -215,3 +222,18 @@ def test_a_disagreeing_file_fails_the_export(sweep, tmp_path, capsys, monkeypatc
     rc, text = run_cli(["export", sweep, "--trials", "dense", "--format", "pt2", "--out", tmp_path / "out"], capsys)
     assert rc == 1 and "trial 'dense': model.pt2 disagrees with rcsweep's model" in text.err
     assert "same prediction on" in text.err and list(tmp_path.iterdir()) == []
+
+
+def test_an_integer_file_that_disagrees_is_left_out_and_the_card_says_why(sweep, tmp_path, capsys, monkeypatch):
+    real = backends.onnx_runner
+
+    def runner(path):  # the integer file predicts the next class: rcsweep's model is not what it runs
+        run = real(path)
+        return (lambda x: run(x).roll(1, dims=1)) if path.name == "model.qdq.onnx" else run
+    monkeypatch.setattr(backends, "onnx_runner", runner)
+    out = tmp_path / "out"
+    rc, text = run_cli(["export", sweep, "--trials", "w8a8", "--out", out], capsys)
+    assert rc == 0 and "model.qdq.onnx not written: same prediction on 0.0%" in text.out
+    c = card(out, "w8a8")
+    assert list(c["files"]) == ["model.onnx"] and not (out / "w8a8" / "model.qdq.onnx").exists()
+    assert "quantizes the float bias to int32" in c["files_not_written"]["model.qdq.onnx"]

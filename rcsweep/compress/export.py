@@ -8,7 +8,8 @@ rcsweep, and the runners that read such files back (used by ``rcsweep export``'s
   ``torch.export.load(path).module()`` (:func:`pt2_runner`). It needs torch, not rcsweep.
 
 Both take one input, ``images``: float32 (N, C, H, W) in [0, 1], normalisation inside the graph,
-N dynamic; and give ``logits`` (N, classes). The ONNX packages are an optional dependency
+N dynamic; and give ``logits`` (N, classes). The exporters' stack traces (file paths of the machine
+that exported) are left out of both. The ONNX packages are an optional dependency
 (``pip install 'rcsweep[export]'``); :func:`require_onnx` says so in one line.
 """
 from __future__ import annotations
@@ -49,9 +50,15 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path) -> dict:
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on deprecated torch.export internals
-        torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=_dynamic_batch(),
+        torch.onnx.export(model, (example.clone(),), str(path), dynamo=True, dynamic_shapes=_dynamic_batch(),
                           input_names=[INPUT], output_names=[OUTPUT], external_data=False, verbose=False)
-    opset = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    proto = onnx.load(str(path))
+    for node in proto.graph.node:
+        keep = [m for m in node.metadata_props if m.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(keep)
+    onnx.save(proto, str(path))
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return {"opset": int(opset), "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}, "
                                              f"onnxscript {onnxscript.__version__}"}
 
@@ -61,7 +68,10 @@ def write_pt2(model: nn.Module, example: torch.Tensor, path) -> dict:
     ``{"exporter": str}``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
+        # a view (images[:2]) would be saved with its whole storage as the program's sample input
+        program = torch.export.export(model, (example.clone(),), dynamic_shapes=_dynamic_batch())
+    for node in program.graph.nodes:
+        node.meta.pop("stack_trace", None)
     torch.export.save(program, str(path))
     return {"exporter": f"torch.export, torch {torch.__version__}"}
 
