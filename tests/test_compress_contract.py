@@ -21,7 +21,8 @@ from rcsweep import load_model, save_model
 from rcsweep.compress import (COMPRESSORS, TargetNotReached, compress_, effective_weight, is_frozen,
                               max_structured_sparsity, prunable_layers)
 from rcsweep.compress.structured import removed_count
-from rcsweep.config import uses_pruning, uses_quant
+from rcsweep.compress_params import QuantParams, StructuredPruneParams, UnstructuredPruneParams, includes
+from rcsweep.config import applicable
 from rcsweep.data import DATASETS, dataset_info
 from rcsweep.errors import ConfigError
 from rcsweep.metrics import efficiency
@@ -63,11 +64,11 @@ def finetuned(compressed):
 
 def assert_compression_in_force(model, cfg, dense, info):
     eff = efficiency(model, cfg, SHAPE, sum(p.numel() for p in dense.parameters()), latency=False)
-    if cfg.compression in ("prune", "prune_quant"):
+    if includes(cfg.compression, UnstructuredPruneParams):
         assert eff["sparsity_measured"] == pytest.approx(cfg.sparsity, abs=0.005)
         part = _part(info, "prune")
         assert part["target"] == cfg.sparsity and abs(part["achieved"] - cfg.sparsity) <= part["tolerance"]
-    if cfg.compression.startswith("prune_structured"):
+    if includes(cfg.compression, StructuredPruneParams):
         have = {n: m.weight.shape[0] for n, m in prunable_layers(model, SHAPE)}
         for n, m in prunable_layers(dense, SHAPE):
             c = m.weight.shape[0]
@@ -76,7 +77,7 @@ def assert_compression_in_force(model, cfg, dense, info):
         assert eff["channels_removed"] == pytest.approx(part["achieved"], abs=1e-12)
         assert abs(part["achieved"] - cfg.sparsity) <= part["tolerance"] <= 0.02
         assert eff["params"] < 0.5 * sum(p.numel() for p in dense.parameters())
-    if uses_quant(cfg.compression):
+    if includes(cfg.compression, QuantParams):
         assert eff["weight_bits_measured"] == cfg.weight_bits
         part = _part(info, "quant")
         assert part["target"] == {"weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits}
@@ -122,7 +123,7 @@ def test_finetuning_keeps_compression(finetuned, compressed):
         assert torch.equal(m.weight, effective_weight(m))
     changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert any(k.endswith(("weight", "weight_orig")) for k in changed), "fine-tuning changed no weight"
-    if uses_pruning(cfg.compression) and not cfg.compression.startswith("prune_structured"):
+    if includes(cfg.compression, UnstructuredPruneParams):
         for k, v in model.state_dict().items():
             if k.endswith("weight_mask"):
                 assert torch.equal(v, before[k])
@@ -178,9 +179,9 @@ def _compress(registered, **kw):
     return model, comp, cfg
 
 
-STRUCTURED = [c for c in COMPRESSORS.names() if c.startswith("prune_structured")]
-UNSTRUCTURED = [c for c in COMPRESSORS.names() if uses_pruning(c) and c not in STRUCTURED]
-QUANT = [c for c in COMPRESSORS.names() if uses_quant(c)]
+STRUCTURED = [c for c in COMPRESSORS.names() if includes(c, StructuredPruneParams)]
+UNSTRUCTURED = [c for c in COMPRESSORS.names() if includes(c, UnstructuredPruneParams)]
+QUANT = [c for c in COMPRESSORS.names() if includes(c, QuantParams)]
 
 
 def test_max_structured_sparsity_of_registered_models():
@@ -259,7 +260,7 @@ def test_quant_bits_2_to_16(registered, method):
 
     name, dense = registered[0], registered[4]
     bits_list = range(2, 17) if method == "quant" else (2, 3, 8, 16)
-    extra = dict(sparsity=0.3) if uses_pruning(method) else {}
+    extra = dict(sparsity=0.3) if applicable("sparsity", {"compression": method}) else {}
     errors = []
     for b in bits_list:
         model, comp, _ = _compress(registered, compression=method, weight_bits=b, act_bits=b, **extra)
