@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rcsweep.config import applicable
 from rcsweep.errors import UserError
 from rcsweep.fileio import atomic_write_text
 from rcsweep.results import JSON_COLUMNS, load_results, split_usable  # noqa: F401  (split_usable: re-exported)
@@ -67,9 +68,9 @@ def compression_level(row) -> str:
     if not isinstance(method, str):
         return "?"
     parts = [method]
-    if method.startswith("prune") and not _missing(row.get("sparsity")):
+    if applicable("sparsity", {"compression": method}) and not _missing(row.get("sparsity")):
         parts.append(f"{float(row['sparsity']):.0%}")
-    if method.endswith("quant"):
+    if applicable("weight_bits", {"compression": method}):
         w, a = row.get("weight_bits"), row.get("act_bits")
         if not _missing(w) and not _missing(a):
             parts.append(f"w{int(w)}a{int(a)}")

@@ -17,8 +17,7 @@ import re
 from dataclasses import dataclass
 
 from . import metrics_table
-from .config import _did_you_mean
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .trial_status import FLAGS, parse_flags
 
 OPERATORS = (">=", "<=")
@@ -67,7 +66,7 @@ def parse_constraints(value) -> tuple[Constraint, ...]:
     for metric, bound in value.items():
         where = f"constraints.{metric}"
         if metric not in numeric:
-            raise ConfigError(where, "is not a metric a sweep can constrain" + _did_you_mean(str(metric), numeric)
+            raise ConfigError(where, "is not a metric a sweep can constrain" + did_you_mean(str(metric), numeric)
                               + f"; metrics: {', '.join(numeric)}")
         m = _BOUND.match(str(bound)) if isinstance(bound, str) else None
         if m is None:

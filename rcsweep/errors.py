@@ -1,4 +1,6 @@
-"""Error types. A :class:`UserError` is bad input: the CLI prints its one-line message and exits 2."""
+"""Error types, and the suggestion their messages share. A :class:`UserError` is bad input: the CLI
+prints its one-line message and exits 2."""
+import difflib
 
 
 class UserError(ValueError):
@@ -23,3 +25,9 @@ class CheckpointError(UserError):
 
 class TrainingCollapsed(RuntimeError):
     """Training stopped: loss became NaN/inf or accuracy collapsed to chance. Not a user error."""
+
+
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``word``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -31,9 +31,10 @@ from typing import Any, Optional
 import yaml
 
 from . import metrics_table
+from .compress_params import StructuredPruneParams, includes
+from .config import FIELD_NAMES, RULES, TrialConfig, applicable, parse_number
 from .constraints import parse_constraints
-from .config import FIELD_NAMES, OBJECTIVE_PARAMS, TrialConfig, _did_you_mean, applicable, parse_number
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, did_you_mean
 from .samplers import ALIASES, DEFAULT, SAMPLERS
 
 SEARCH = tuple(SAMPLERS.names()) + tuple(a for a in ALIASES if a not in SAMPLERS.names())
@@ -44,20 +45,6 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = metrics_table.OBJECTIVES  # the metrics a sweep may name as objectives
 DIRECTIONS = ("max", "min")
 NEVER_SEARCHED = ("eps_eval", "dataset")
-# what makes a method-dependent parameter apply, to validate its values on their own
-_CONTEXT = {"sparsity": {"compression": "prune"}, "prune_scope": {"compression": "prune"},
-            "weight_bits": {"compression": "quant"}, "act_bits": {"compression": "quant"},
-            "quant_mode": {"compression": "quant"}, "quant_scheme": {"compression": "quant"}, "eps_pretrain": {"pretrain": "adversarial"},
-            "eps_ramp_epochs": {"pretrain": "adversarial"}, "finetune_epochs": {"finetune": "clean"},
-            "finetune_lr": {"finetune": "clean"}, "eps_finetune": {"finetune": "adversarial"}}
-METHOD_KEYS = {"sparsity": ("compression",), "prune_scope": ("compression",), "weight_bits": ("compression",),
-               "act_bits": ("compression",), "quant_mode": ("compression",), "quant_scheme": ("compression",),
-               "eps_pretrain": ("pretrain",),
-               "eps_ramp_epochs": ("pretrain",), "finetune_epochs": ("finetune",), "finetune_lr": ("finetune",),
-               "eps_finetune": ("finetune",)}
-# a training objective's parameters (``trades_beta``) apply when it is the pretraining or fine-tuning objective
-_CONTEXT.update((k, {"pretrain": objective}) for k, (objective, _) in OBJECTIVE_PARAMS.items())
-METHOD_KEYS.update((k, ("pretrain", "finetune")) for k in OBJECTIVE_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -125,7 +112,7 @@ class SweepSpec:
         overrides = dict(overrides or {})
         for k in overrides:
             if k not in FIELD_NAMES:
-                raise ConfigError(k, "unknown parameter" + _did_you_mean(k, FIELD_NAMES))
+                raise ConfigError(k, "unknown parameter" + did_you_mean(k, FIELD_NAMES))
         params = {**self.fixed, **{n: d.default for n, d in self.space.items()}, **sampled}
         merged = {**params, **overrides}
         out = {k: v for k, v in params.items() if k not in overrides and applicable(k, merged)}
@@ -210,20 +197,20 @@ def load_sweep(source, name: str | None = None) -> SweepSpec:
 def parse_sweep(data: dict, name: str) -> SweepSpec:
     for k in data:
         if k not in TOP_LEVEL:
-            hint = " (trial parameters go under 'fixed' or 'space')" if k in FIELD_NAMES else _did_you_mean(str(k), TOP_LEVEL)
+            hint = " (trial parameters go under 'fixed' or 'space')" if k in FIELD_NAMES else did_you_mean(str(k), TOP_LEVEL)
             raise ConfigError(str(k), "unknown sweep field" + hint)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ConfigError("name", f"must be a plain folder name, got {name!r}")
     fixed = _mapping(data, "fixed")
     for k in fixed:
         if k not in FIELD_NAMES:
-            raise ConfigError(f"fixed.{k}", "unknown trial parameter" + _did_you_mean(str(k), FIELD_NAMES))
+            raise ConfigError(f"fixed.{k}", "unknown trial parameter" + did_you_mean(str(k), FIELD_NAMES))
     for k in sorted(fixed, key=lambda k: (k not in ("dataset", "model", "norm"), k)):
         _check_value(k, fixed[k], fixed, f"fixed.{k}")
     space = {}
     for k, v in _mapping(data, "space").items():
         if k not in FIELD_NAMES:
-            raise ConfigError(f"space.{k}", "unknown trial parameter" + _did_you_mean(str(k), FIELD_NAMES))
+            raise ConfigError(f"space.{k}", "unknown trial parameter" + did_you_mean(str(k), FIELD_NAMES))
         if k in NEVER_SEARCHED:
             raise ConfigError(f"space.{k}", "is fixed per sweep and never searched; put it under 'fixed'")
         if k in fixed:
@@ -284,12 +271,12 @@ def _search(v) -> tuple[str, dict]:
     name = ALIASES.get(name, name) if isinstance(name, str) else name
     if not isinstance(name, str) or name not in SAMPLERS.names():
         raise ConfigError("search" if isinstance(v, str) else "search.sampler",
-                          f"unknown sampler {name!r}" + _did_you_mean(str(name), SEARCH) + f"; samplers: {ALLOWED_SEARCH}")
+                          f"unknown sampler {name!r}" + did_you_mean(str(name), SEARCH) + f"; samplers: {ALLOWED_SEARCH}")
     cls = SAMPLERS.get(name)
     known = [f.name for f in dataclasses.fields(cls.Params)]
     for k in options:
         if k not in known:
-            raise ConfigError(f"search.{k}", f"is not an option of sampler {name}" + _did_you_mean(str(k), known)
+            raise ConfigError(f"search.{k}", f"is not an option of sampler {name}" + did_you_mean(str(k), known)
                               + (f"; its options: {', '.join(known)}" if known else "; it takes none"))
     try:
         cls.Params(**options)
@@ -378,7 +365,8 @@ def _step(step, kind: str, values: tuple, where: str):
 def _check_value(name, value, fixed, where):
     """Validate one value of a parameter through TrialConfig, in a context where it applies."""
     ctx = {k: v for k, v in fixed.items() if k in ("norm", "dataset", "model", "pretrain_epochs", "lr")}
-    ctx.update(_CONTEXT.get(name, {}))
+    if name in RULES:  # methods under which it applies
+        ctx.update(RULES[name].example)
     ctx[name] = value
     try:
         cfg = TrialConfig.from_flat(ctx)
@@ -402,10 +390,10 @@ def _natural_default(name, kind, values):
 
 def _fixed_applies(fixed: dict, space: dict):
     for k in fixed:
-        deps = METHOD_KEYS.get(k)
-        if deps and not any(d in space for d in deps) and not applicable(k, fixed):
-            cfg_err = f"only applies with {', '.join(f'{d}: {v}' for d, v in _CONTEXT[k].items())}-like methods"
-            raise ConfigError(f"fixed.{k}", f"{cfg_err}, but {', '.join(f'{d}={fixed.get(d, TrialConfig.__dataclass_fields__[d].default)}' for d in deps)}")
+        rule = RULES.get(k)
+        if rule and not any(d in space for d in rule.keys) and not applicable(k, fixed):
+            cfg_err = f"only applies with {', '.join(f'{d}: {v}' for d, v in rule.example.items())}-like methods"
+            raise ConfigError(f"fixed.{k}", f"{cfg_err}, but {', '.join(f'{d}={fixed.get(d, TrialConfig.__dataclass_fields__[d].default)}' for d in rule.keys)}")
 
 
 def _structured_sparsity_reachable(spec: SweepSpec) -> None:
@@ -430,7 +418,7 @@ def _structured_sparsity_reachable(spec: SweepSpec) -> None:
             return None
 
     def structured(compression):
-        return str(compression).startswith("prune_structured")
+        return includes(str(compression), StructuredPruneParams)
 
     if any(structured(c) for c in values("compression")):
         found = [(lim, m, w) for m in values("model") for w in values("width")
@@ -445,7 +433,7 @@ def _structured_sparsity_reachable(spec: SweepSpec) -> None:
                     [("space.sparsity", "high ", d.values[1])]
                 asked += [("space.sparsity", "default ", d.default)] if d.default is not None else []
             else:
-                asked = [("sparsity", "the default ", TrialConfig(compression="prune_structured").sparsity)]
+                asked = [("sparsity", "the default ", StructuredPruneParams().sparsity)]
             for where, label, v in asked:
                 if parse_number(v, where) > lim[0] + REACH_EPS:
                     raise ConfigError(where, label + beyond_limit_message(parse_number(v, where), model, lim,
@@ -518,7 +506,7 @@ def _objectives(v) -> tuple:
     seen = set()
     for metric, direction in items:
         if metric not in METRICS:
-            raise ConfigError(f"objectives.{metric}", "is not a metric" + _did_you_mean(str(metric), METRICS)
+            raise ConfigError(f"objectives.{metric}", "is not a metric" + did_you_mean(str(metric), METRICS)
                               + f"; metrics: {', '.join(METRICS)}")
         if direction not in DIRECTIONS:
             raise ConfigError(f"objectives.{metric}", f"direction must be max or min, got {direction!r}")

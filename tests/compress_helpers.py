@@ -6,7 +6,8 @@ import copy
 import functools
 
 from rcsweep.compress import COMPRESSORS
-from rcsweep.config import TrialConfig, uses_pruning, uses_quant
+from rcsweep.compress_params import QuantParams, includes
+from rcsweep.config import TrialConfig, applicable
 from rcsweep.pipeline import TrialData, load_trial_data, pretrain
 
 BASE = dict(dataset="digits", batch_size=32, pretrain_epochs=8, seed=0)
@@ -36,12 +37,12 @@ def cases() -> dict[str, dict]:
     out = {}
     for name in COMPRESSORS.names():
         kw = {"compression": name}
-        if uses_pruning(name):
+        if applicable("sparsity", kw):
             kw["sparsity"] = 0.5
-        if uses_quant(name):
+        if includes(name, QuantParams):
             kw.update(weight_bits=4, act_bits=8)
         out[name] = kw
-        if uses_quant(name):
+        if includes(name, QuantParams):
             out[f"{name}-qat"] = {**kw, "quant_mode": "qat"}
     return out
 

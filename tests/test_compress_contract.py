@@ -6,11 +6,19 @@ the targets over every registered model too):
   reachable one; bits 2..16), or a clear one-line TargetNotReached / ConfigError just beyond it;
 - the response is monotone in the target;
 - forward works, the input gradient is non-zero, fine-tuning keeps the compression;
-- save -> rcsweep.load_model gives a plain, frozen model with identical outputs.
+- save -> rcsweep.load_model gives a plain, frozen model with identical outputs;
+- its parameters are declared once (rcsweep.compress_params) and the trial configuration, the
+  "only applies with" rules and the sweep file's search space follow from that declaration.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +27,12 @@ from compress_helpers import cases, config, digits_model, small_train
 
 from rcsweep import load_model, save_model
 from rcsweep.compress import (COMPRESSORS, TargetNotReached, compress_, effective_weight, is_frozen,
-                              max_structured_sparsity, prunable_layers)
+                              max_structured_sparsity, param_parts, prunable_layers)
 from rcsweep.compress.structured import removed_count
-from rcsweep.config import uses_pruning, uses_quant
+from rcsweep.compress_params import (COMPRESSION_METHODS, QuantParams, StructuredPruneParams, UnstructuredPruneParams,
+                                     includes, trial_params)
+from rcsweep.config import COMPRESSION_PARAMS, FIELD_NAMES, TrialConfig, applicable
+from rcsweep.method_params import MethodParams, param
 from rcsweep.data import DATASETS, dataset_info
 from rcsweep.errors import ConfigError
 from rcsweep.metrics import efficiency
@@ -63,11 +74,11 @@ def finetuned(compressed):
 
 def assert_compression_in_force(model, cfg, dense, info):
     eff = efficiency(model, cfg, SHAPE, sum(p.numel() for p in dense.parameters()), latency=False)
-    if cfg.compression in ("prune", "prune_quant"):
+    if includes(cfg.compression, UnstructuredPruneParams):
         assert eff["sparsity_measured"] == pytest.approx(cfg.sparsity, abs=0.005)
         part = _part(info, "prune")
         assert part["target"] == cfg.sparsity and abs(part["achieved"] - cfg.sparsity) <= part["tolerance"]
-    if cfg.compression.startswith("prune_structured"):
+    if includes(cfg.compression, StructuredPruneParams):
         have = {n: m.weight.shape[0] for n, m in prunable_layers(model, SHAPE)}
         for n, m in prunable_layers(dense, SHAPE):
             c = m.weight.shape[0]
@@ -76,7 +87,7 @@ def assert_compression_in_force(model, cfg, dense, info):
         assert eff["channels_removed"] == pytest.approx(part["achieved"], abs=1e-12)
         assert abs(part["achieved"] - cfg.sparsity) <= part["tolerance"] <= 0.02
         assert eff["params"] < 0.5 * sum(p.numel() for p in dense.parameters())
-    if uses_quant(cfg.compression):
+    if includes(cfg.compression, QuantParams):
         assert eff["weight_bits_measured"] == cfg.weight_bits
         part = _part(info, "quant")
         assert part["target"] == {"weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits}
@@ -122,7 +133,7 @@ def test_finetuning_keeps_compression(finetuned, compressed):
         assert torch.equal(m.weight, effective_weight(m))
     changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert any(k.endswith(("weight", "weight_orig")) for k in changed), "fine-tuning changed no weight"
-    if uses_pruning(cfg.compression) and not cfg.compression.startswith("prune_structured"):
+    if includes(cfg.compression, UnstructuredPruneParams):
         for k, v in model.state_dict().items():
             if k.endswith("weight_mask"):
                 assert torch.equal(v, before[k])
@@ -178,9 +189,9 @@ def _compress(registered, **kw):
     return model, comp, cfg
 
 
-STRUCTURED = [c for c in COMPRESSORS.names() if c.startswith("prune_structured")]
-UNSTRUCTURED = [c for c in COMPRESSORS.names() if uses_pruning(c) and c not in STRUCTURED]
-QUANT = [c for c in COMPRESSORS.names() if uses_quant(c)]
+STRUCTURED = [c for c in COMPRESSORS.names() if includes(c, StructuredPruneParams)]
+UNSTRUCTURED = [c for c in COMPRESSORS.names() if includes(c, UnstructuredPruneParams)]
+QUANT = [c for c in COMPRESSORS.names() if includes(c, QuantParams)]
 
 
 def test_max_structured_sparsity_of_registered_models():
@@ -259,7 +270,7 @@ def test_quant_bits_2_to_16(registered, method):
 
     name, dense = registered[0], registered[4]
     bits_list = range(2, 17) if method == "quant" else (2, 3, 8, 16)
-    extra = dict(sparsity=0.3) if uses_pruning(method) else {}
+    extra = dict(sparsity=0.3) if applicable("sparsity", {"compression": method}) else {}
     errors = []
     for b in bits_list:
         model, comp, _ = _compress(registered, compression=method, weight_bits=b, act_bits=b, **extra)
@@ -277,3 +288,151 @@ def test_quant_bits_2_to_16(registered, method):
     for b in (1, 17):
         with pytest.raises(ConfigError, match="weight_bits"):
             config(compression=method, weight_bits=b)
+
+
+# -- declared parameters: the configuration, its rules and the search space follow from them ----
+def _declared(name: str) -> dict:
+    """The parameters compression ``name`` declares (the union of its parts'): name -> field."""
+    return {f.name: f for part in COMPRESSION_METHODS.get(name) for f in dataclasses.fields(part)}
+
+
+def _refused(f: dataclasses.Field) -> list:
+    """Values just outside a declared field's range, or not among its choices."""
+    if "range" in f.metadata:
+        lo, hi = f.metadata["range"]
+        return [lo - 0.5, hi + 0.5]
+    choices = f.metadata["choices"]
+    return [f"not-{f.default}"] if isinstance(f.default, str) else [min(choices) - 1, max(choices) + 1]
+
+
+def test_the_compressors_and_their_declared_parameters_name_the_same_methods():
+    assert COMPRESSORS.names() == COMPRESSION_METHODS.names()
+    for name in COMPRESSORS.names():  # a chain's parts in order; a single method's class
+        assert param_parts(COMPRESSORS.get(name)) == COMPRESSION_METHODS.get(name), name
+
+
+@pytest.mark.parametrize("name", COMPRESSORS.names())
+def test_declared_parameters_are_trial_parameters_with_their_defaults(name):
+    declared = _declared(name)
+    assert declared, f"{name} declares no parameter"
+    cfg = TrialConfig(compression=name)
+    for p, f in declared.items():
+        assert p in FIELD_NAMES and getattr(cfg, p) == f.default, p
+        assert applicable(p, {"compression": name}) and not applicable(p, {"compression": "none"})
+    for p in COMPRESSION_PARAMS:
+        if p not in declared:
+            assert getattr(cfg, p) is None and not applicable(p, {"compression": name}), p
+    assert TrialConfig.from_flat(cfg.to_flat()) == cfg
+
+
+@pytest.mark.parametrize("name", COMPRESSORS.names())
+def test_values_outside_the_declared_range_or_choices_are_refused(name):
+    for p, f in _declared(name).items():
+        for bad in _refused(f):
+            with pytest.raises(ConfigError) as e:
+                TrialConfig(compression=name, **{p: bad})
+            assert e.value.field == p and "\n" not in str(e.value), (p, bad)
+
+
+@pytest.mark.parametrize("name", COMPRESSORS.names())
+def test_another_methods_parameter_is_refused(name):
+    declared = _declared(name)
+    others = {p: v for p, v in COMPRESSION_PARAMS.items() if p not in declared}
+    for p, (f, methods) in others.items():
+        with pytest.raises(ConfigError, match="only applies with") as e:
+            TrialConfig(compression=name, **{p: f.default})
+        assert e.value.field == p and all(m in str(e.value) for m in methods), str(e.value)
+
+
+def test_a_parameter_two_methods_declare_differently_is_refused(monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class OtherSparsity(MethodParams):
+        sparsity: float = param(0.3, 0.0, 0.99, "fraction removed")
+
+    monkeypatch.setitem(COMPRESSION_METHODS._items, "other", (OtherSparsity,))
+    with pytest.raises(ValueError, match="'sparsity' is declared twice"):
+        trial_params()
+
+
+NEW_METHOD = '''
+import dataclasses, json
+from rcsweep.compress_params import COMPRESSION_METHODS
+from rcsweep.method_params import MethodParams, param
+
+@dataclasses.dataclass(frozen=True)
+class LowRankParams(MethodParams):
+    rank_fraction: float = param(0.25, 0.05, 1.0, "fraction of each layer's rank kept")
+
+COMPRESSION_METHODS.register("lowrank")((LowRankParams,))  # the registration line
+
+import optuna
+from rcsweep.config import COMPRESSION, TrialConfig, applicable
+from rcsweep.errors import ConfigError
+from rcsweep.sweep.space import ConditionalSpace
+from rcsweep.sweepfile import load_sweep
+
+def error(**kw):
+    try:
+        TrialConfig(**kw)
+    except ConfigError as e:
+        return str(e)
+
+sweep = {"fixed": {"dataset": "digits"}, "num_samples": 4,
+         "space": {"compression": {"choice": ["prune", "lowrank"]}, "rank_fraction": {"uniform": [0.1, 0.9], "step": 0.4},
+                   "sparsity": {"choice": [0.3]}}}
+spec = load_sweep(sweep)
+study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+drawn = [ConditionalSpace(spec)(study.ask()) for _ in range(12)]
+try:
+    load_sweep({"fixed": {"dataset": "digits", "rank_fraction": 0.5}, "search": "grid"})
+    fixed_error = None
+except ConfigError as e:
+    fixed_error = str(e)
+print(json.dumps({
+    "names": list(COMPRESSION),
+    "default": TrialConfig(compression="lowrank").to_flat(),
+    "given": TrialConfig(compression="lowrank", rank_fraction="1/2").rank_fraction,
+    "applicable": [applicable("rank_fraction", {"compression": c}) for c in ("lowrank", "prune", "none")],
+    "without": error(rank_fraction=0.5), "beyond": error(compression="lowrank", rank_fraction=2),
+    "other": error(compression="lowrank", sparsity=0.5),
+    "drawn": drawn, "grid": spec.grid(), "fixed_error": fixed_error}))
+'''
+
+
+def test_a_new_compression_method_needs_only_its_declaration():
+    """A method registered in rcsweep.compress_params alone (in a fresh interpreter, before the
+    configuration is imported) is a ``compression`` value with its own trial parameter, default,
+    range and rules, and a sweep file searches that parameter only where the method is drawn."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", NEW_METHOD], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["names"][-1] == "lowrank"
+    assert out["default"]["rank_fraction"] == 0.25 and out["default"]["sparsity"] is None
+    assert out["given"] == 0.5
+    assert out["applicable"] == [True, False, False]
+    assert out["without"].startswith("rank_fraction: only applies with compression lowrank")
+    assert out["beyond"].startswith("rank_fraction: must be in [0.05, 1]")
+    assert out["other"].startswith("sparsity: only applies with compression prune")
+    assert {p["compression"] for p in out["drawn"]} == {"prune", "lowrank"}
+    for p in out["drawn"]:  # drawn only where it applies
+        assert ("rank_fraction" in p) == (p["compression"] == "lowrank") and ("sparsity" in p) != ("rank_fraction" in p)
+    assert sorted(map(json.dumps, out["grid"])) == sorted(map(json.dumps, [
+        {"compression": "prune", "sparsity": 0.3},
+        {"compression": "lowrank", "rank_fraction": 0.1}, {"compression": "lowrank", "rank_fraction": 0.5},
+        {"compression": "lowrank", "rank_fraction": 0.9}]))
+    assert out["fixed_error"].startswith("fixed.rank_fraction: only applies with compression: lowrank-like methods")
+
+
+def test_the_readme_documents_every_compression_and_its_parameters():
+    """README.md, 'Trial parameters': the ``compression`` row names every method, and each
+    compression parameter has a row with its declared default."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Trial parameters", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| `")]
+    compression = next(cells for cells in rows if cells[1].strip() == "`compression`")
+    assert all(f"`{name}`" in compression[3] for name in COMPRESSORS.names())
+    for p, (f, _) in COMPRESSION_PARAMS.items():
+        cells = next((cells for cells in rows if f"`{p}`" in cells[1]), None)
+        assert cells is not None and str(f.default) in cells[2], p

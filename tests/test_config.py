@@ -1,3 +1,9 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from rcsweep.config import FIELD_NAMES, TrialConfig, applicable, parse_number
@@ -74,3 +80,23 @@ def test_replace_switches_methods_and_drops_dependent_defaults():
     c = TrialConfig(compression="quant", weight_bits=4)
     d = c.replace(compression="prune")
     assert d.weight_bits is None and d.sparsity == 0.5
+
+
+def test_committed_trial_parameters_round_trip_as_before():
+    """Rows of committed results.csv files and hand-written configurations give the flat dicts
+    (and the column order) that the configuration gave before compressors declared their own
+    parameters (tests/data/config_round_trip.json, written by that code)."""
+    golden = json.loads((Path(__file__).parent / "data" / "config_round_trip.json").read_text())
+    assert list(FIELD_NAMES) == golden["field_names"]
+    for row in golden["rows"]:
+        assert TrialConfig.from_flat(row["params"]).to_flat() == row["flat"], row["source"]
+
+
+def test_the_configuration_and_sweep_schema_import_no_torch():
+    """``rcsweep validate`` reads sweep files without torch: the configuration takes the plug-ins'
+    parameters from torch-free modules (rcsweep.compress_params, the objectives' classes)."""
+    code = ("import sys, rcsweep.config, rcsweep.sweepfile, rcsweep.compress_params; "
+            "sys.exit('torch' in sys.modules)")
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == 0

@@ -18,7 +18,7 @@ from rcsweep import TrialConfig, load_model, run_trial
 from rcsweep.compress import effective_weight, is_frozen
 from rcsweep.compress.fake_quant import ActFakeQuant
 from rcsweep.compress.int8 import has_int8, to_int8
-from rcsweep.config import uses_quant
+from rcsweep.compress_params import QuantParams, includes
 from rcsweep.evaluate import float_twin, quantizes_activations
 from rcsweep.metrics import efficiency
 from rcsweep.pipeline import Progress, continue_trial, load_trial_data, pretrain, save_trial
@@ -119,7 +119,7 @@ def test_efficiency_metrics_are_the_recorded_ones(trial):
 
 def test_evaluation_sees_the_quantizers_and_the_float_twin_matches(trial):
     cfg, model, record, loaded, data, _ = trial
-    assert quantizes_activations(loaded) == quantizes_activations(model) == uses_quant(cfg.compression)
+    assert quantizes_activations(loaded) == quantizes_activations(model) == includes(cfg.compression, QuantParams)
     x = data.test[0]
     twin_loaded, twin_model = float_twin(loaded), float_twin(model)
     if twin_model is None:

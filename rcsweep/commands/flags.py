@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.common import load_sweep, n_test, trial_dir
 
+from ..config import applicable
 from ..data import dataset_info, load_dataset
 from ..errors import UserError
 from ..evaluate import eval_budget_warning
@@ -75,7 +76,7 @@ def refresh_flags(folder, data_dir=None) -> dict:
             row["flags"] = join_flags(flags)
         if r["status"] == "failed" and str(r.get("error") or "").startswith("TrainingCollapsed"):
             add_flag(row, "collapsed")
-        if str(row.get("compression", "")).endswith("quant") and not row.get("quant_scheme"):
+        if applicable("quant_scheme", {"compression": row.get("compression")}) and not row.get("quant_scheme"):
             row["quant_scheme"] = "mse_channel"  # written before the parameter existed: the only quantizer then
         rows.append(row)
     if rows:

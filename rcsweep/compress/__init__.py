@@ -19,9 +19,12 @@ Interface used by the pipeline and by :func:`rcsweep.load_model`:
 Every compressor compares what it did with what was asked (``info["target"]`` and
 ``info["achieved"]``, within the tolerance its module states) or raises :class:`TargetNotReached`.
 
-``COMPRESSORS`` maps each ``compression`` name to a factory ``cfg -> Compressor``; a new method is a
-module with a :class:`Compressor` plus one registration line here, and the shared contract suite
-(tests/test_compress_contract.py) runs it.
+``COMPRESSORS`` maps each ``compression`` name to a factory ``cfg -> Compressor``. The method's
+parameters are declared, without torch, in :mod:`rcsweep.compress_params` (each compressor's
+``Params``), whose registry the trial configuration reads. A new method is a module with a
+:class:`Compressor`, its parameter class and registration line in ``compress_params``, and one
+registration line here; the shared contract suite (tests/test_compress_contract.py) checks that the
+two registries agree and runs it.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from ..config import TrialConfig
 from ..errors import UserError
 from ..registry import Registry
 from .base import (Chain, Compression, Compressor, TargetNotReached, chain, effective_weight, float_weight,
-                   prunable_layers)
+                   param_parts, prunable_layers)
 from .freeze import freeze_, is_frozen
 from .prune import UnstructuredPrune
 from .quant import FakeQuant
@@ -92,4 +95,5 @@ def _dense_counts(model: nn.Module, input_shape: tuple) -> dict:
 
 __all__ = ["COMPRESSORS", "Chain", "Compression", "Compressor", "TargetNotReached", "chain", "compress_",
            "effective_weight", "float_weight", "freeze_", "is_frozen", "masks_baked", "max_structured_sparsity",
+           "param_parts",
            "prunable_layers", "restore_structure_"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
@@ -33,7 +33,12 @@ class TargetNotReached(UserError):
 
 
 class Compressor(ABC):
-    """One compression method, built per model from the trial config (``Compressor(cfg)``)."""
+    """One compression method, built per model from the trial config (``Compressor(cfg)``).
+
+    ``Params``: the class declaring the method's trial parameters (:mod:`rcsweep.compress_params`),
+    which the trial configuration reads without importing torch; ``self.cfg`` holds their values."""
+
+    Params: ClassVar[type]
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -85,8 +90,18 @@ class Chain(Compressor):
 
 
 def chain(*parts: tuple[str, type]):
-    """A registrable factory ``cfg -> Chain(cfg, *parts)``."""
-    return lambda cfg: Chain(cfg, *parts)
+    """A registrable factory ``cfg -> Chain(cfg, *parts)``; its ``parts`` are the parameter classes of
+    the compressors chained, in order (each part's key names its info in ``model.json``)."""
+    def make(cfg) -> Chain:
+        return Chain(cfg, *parts)
+
+    make.parts = tuple(cls.Params for _, cls in parts)
+    return make
+
+
+def param_parts(factory) -> tuple[type, ...]:
+    """The parameter classes a registered compressor (a :class:`Compressor` or a :func:`chain`) takes."""
+    return getattr(factory, "parts", None) or (factory.Params,)
 
 
 @dataclass

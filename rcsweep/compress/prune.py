@@ -20,11 +20,15 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
+from ..compress_params import UnstructuredPruneParams
 from .base import Compressor, TargetNotReached, prunable_layers, submodule
 
 
 class UnstructuredPrune(Compressor):
-    """Global (default) or per-layer L1 magnitude pruning of individual weights."""
+    """Global (default) or per-layer L1 magnitude pruning of individual weights; parameters
+    :class:`~rcsweep.compress_params.UnstructuredPruneParams` (``sparsity``, ``prune_scope``)."""
+
+    Params = UnstructuredPruneParams
 
     def apply(self, model, calib, device):
         self.layers = prunable_layers(model, tuple(calib[0].shape[1:]))

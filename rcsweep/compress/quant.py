@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from ..compress_params import QuantParams
 from .base import LAYER_TYPES, Compressor, TargetNotReached, float_weight, layers_in_order, submodule
 from .fake_quant import quantize_layer_
 
@@ -41,7 +42,10 @@ CALIB_EXAMPLES = 512
 
 
 class FakeQuant(Compressor):
-    """Simulated quantization, PTQ or QAT; see the module docstring."""
+    """Simulated quantization, PTQ or QAT; see the module docstring. Parameters
+    :class:`~rcsweep.compress_params.QuantParams` (``weight_bits``, ``act_bits``, ``quant_mode``, ``quant_scheme``)."""
+
+    Params = QuantParams
 
     def apply(self, model, calib, device):
         cfg = self.cfg

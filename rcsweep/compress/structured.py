@@ -31,6 +31,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..compress_params import StructuredPruneParams, includes
 from ..errors import CheckpointError, UserError
 from .base import Compressor, TargetNotReached, layers_in_order, prunable_layers, submodule
 
@@ -90,7 +91,7 @@ def check_structured_target(cfg) -> None:
     """Raise :class:`~rcsweep.compress.base.TargetNotReached` (one line) when ``cfg`` (a TrialConfig)
     asks structured pruning for a ``sparsity`` its model cannot reach, before any training is spent;
     nothing for other compressions. The compressor checks the same again on the actual model."""
-    if not cfg.compression.startswith("prune_structured"):
+    if not includes(cfg.compression, StructuredPruneParams):
         return
     limit = structured_limit(cfg.model, cfg.dataset, float(cfg.width))
     if cfg.sparsity > limit[0] + REACH_EPS:
@@ -99,7 +100,10 @@ def check_structured_target(cfg) -> None:
 
 
 class StructuredPrune(Compressor):
-    """L1-norm filter pruning: ``sparsity`` of the output channels of each prunable layer removed."""
+    """L1-norm filter pruning: ``sparsity`` of the output channels of each prunable layer removed;
+    parameters :class:`~rcsweep.compress_params.StructuredPruneParams`."""
+
+    Params = StructuredPruneParams
 
     def apply(self, model, calib, device):
         example = calib[0][:1].to(device)

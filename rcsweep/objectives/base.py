@@ -13,30 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ..errors import ConfigError
-
-
-def param(default: float, lo: float, hi: float, unit: str) -> Any:
-    """A parameter field: ``default``, the closed range ``[lo, hi]`` it must lie in, its ``unit``."""
-    return dataclasses.field(default=default, metadata={"range": (lo, hi), "unit": unit})
+from ..method_params import MethodParams, param  # noqa: F401 - objective modules import param from here
 
 
 @dataclass(frozen=True)
-class ObjectiveParams:
-    """Base of an objective's parameters: numbers that validate their range on construction.
-
-    ``ConfigError.field`` is the field's name (the trial configuration prefixes the objective's)."""
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f.name, f"expected a number, got {value!r}")
-            lo, hi = f.metadata["range"]
-            if not lo <= value <= hi:
-                raise ConfigError(f.name, f"must be in [{lo:g}, {hi:g}] ({f.metadata['unit']}), got {value!r}")
+class ObjectiveParams(MethodParams):
+    """Base of an objective's parameters: numbers made with :func:`param` (default, range, unit),
+    checked on construction. ``ConfigError.field`` is the field's name (the trial configuration
+    prefixes the objective's)."""
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ so Optuna never models a parameter that did not act on the trial.
 from __future__ import annotations
 
 from ..config import applicable
+from ..config.methods import METHOD_DEFAULTS
 from ..sweepfile import Dist, SweepSpec
 
-METHODS = ("pretrain", "compression", "finetune")
+METHODS = tuple(METHOD_DEFAULTS)  # the method choices, drawn before the parameters that depend on them
 _PLAIN = (str, int, float, bool, type(None))
 
 
