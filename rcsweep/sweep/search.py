@@ -28,12 +28,13 @@ from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 
 from ..samplers import SamplerContext
 from ..sweepfile import SweepSpec
-from .folder import SEARCH_FILE, search_exhausted  # noqa: F401  (search_exhausted lives there: status reads it without Ray)
+from .folder import SEARCH_FILE, search_exhausted  # noqa: F401  (re-exported; they live there: status reads them without Ray)
 from .identity import config_key
 from .space import ConditionalSpace, optuna_value
 from .store import pretrain_id
-from .study import (STUDY_FILE, close_stale, finished_trial, known_from_study, open_study,  # noqa: F401  (STUDY_FILE,
-                    outcome, results_rows, running_trial, set_constraints, told_value)  # told_value: re-exported)
+from .study import (close_stale, finished_trial, known_from_study, open_study, outcome, results_rows, running_trial,
+                    set_constraints)
+from .study import STUDY_FILE, told_value  # noqa: F401  (re-exported: importable from rcsweep.sweep.search)
 from .suggestions import Suggestions
 
 
