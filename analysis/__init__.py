@@ -7,7 +7,8 @@ trains or rewrites results (that is :mod:`rcsweep.commands`). Computation and dr
   functions underneath are :mod:`rcsweep.pareto`) and the front's files;
 - :mod:`analysis.tables`: the study's tables, confidence intervals, robustness curves, compute;
 - :mod:`analysis.compare`: several sweeps, hypervolume against finished trials;
-- :mod:`analysis.plots`, :mod:`analysis.style`: every figure (draw);
+- :mod:`analysis.plots` (fronts, comparisons; every figure importable from it),
+  :mod:`analysis.curve_plots`, :mod:`analysis.feature_plots`, :mod:`analysis.style`: the figures (draw);
 - :mod:`analysis.report`: ``report.md`` with its tables and figures;
 - :mod:`analysis.commands`: ``rcsweep pareto | compare``.
 """

@@ -49,6 +49,6 @@ def test_an_upward_import_breaks_it(tmp_path):
 
 
 def test_ray_below_the_sweep_layer_breaks_it(tmp_path):
-    r = lint_with_line_added(tmp_path, "rcsweep/evaluate.py", "import ray  # deliberate: a core stage importing Ray")
+    r = lint_with_line_added(tmp_path, "rcsweep/evaluate/__init__.py", "import ray  # deliberate: a core stage importing Ray")
     assert r.returncode != 0
     assert "only the sweep layer imports Ray BROKEN" in r.stdout

@@ -1,7 +1,9 @@
 """The sweep layer: the only package that imports Ray.
 
 - :mod:`.space`: the sweep's conditional search space as an Optuna define-by-run function.
-- :mod:`.search`: the Ray Tune searcher (references first, then grid points or Optuna).
+- :mod:`.search`: the Ray Tune searcher (references first, then the Optuna study's suggestions),
+  with :mod:`.suggestions` (what it issues next: no repeats, lookahead), :mod:`.study` (the study's
+  journal, what a trial tells it, resume) and :mod:`.identity` (configuration keys and distance).
 - :mod:`.store`: shared pretraining, one model per distinct pretraining configuration.
 - :mod:`.checkpoints`: a trial's stage checkpoints, verified and with fallback.
 - :mod:`.trainable`: the Ray Tune function trainable that runs one trial's stages.
