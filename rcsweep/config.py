@@ -32,6 +32,7 @@ FINETUNE = ("none", "clean", "adversarial") + _EXTRA_OBJECTIVES
 NORM = ("linf", "l2")
 LR_SCHEDULE = ("cosine", "step", "constant")
 PRUNE_SCOPE = ("global", "layer")
+PRECISION = ("fp32", "bf16")  # training (and its attack) in float32, or under bf16 autocast (rcsweep.device)
 WEIGHT_BITS = tuple(range(2, 17)) + (32,)
 ACT_BITS = tuple(range(2, 17)) + (32,)
 
@@ -93,6 +94,7 @@ class TrialConfig:
     lr_schedule: str = "cosine"
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    precision: str = "fp32"  # fp32 | bf16: autocast of training and its attack; evaluation stays float32
     # threat model
     norm: str = "linf"
     eps_eval: float = 0.1
@@ -133,6 +135,7 @@ class TrialConfig:
         _choice("finetune", self.finetune, FINETUNE)
         _choice("norm", self.norm, NORM)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULE)
+        _choice("precision", self.precision, PRECISION)
         _positive("width", self.width)
         _positive("batch_size", self.batch_size)
         _positive("lr", self.lr)
@@ -284,6 +287,8 @@ class TrialConfig:
         key = {k: getattr(self, k) for k in keys}
         # the pretraining objective's parameters; none for standard and adversarial (keys unchanged)
         key.update((k, getattr(self, k)) for k, (o, _) in OBJECTIVE_PARAMS.items() if o == self.pretrain)
+        if self.precision != "fp32":  # fp32 keys unchanged: the stores of earlier sweeps stay valid
+            key["precision"] = self.precision
         return key
 
 

@@ -15,6 +15,13 @@ Square Attack on the masking checks' examples (:data:`SQUARE_QUERIES`, the ``bla
 An evaluation budget below :data:`EVAL_STEPS_FLOOR` steps or :data:`EVAL_RESTARTS_FLOOR` restarts
 is reported in ``EvalResult.weak_eval`` (:func:`eval_budget_warning`).
 
+The evaluation always runs in float32, whatever the trial's ``precision``: bf16 keeps 8 bits of
+mantissa, so near a decision boundary the rounded loss is flat or steps in jumps; the attack's
+gradients vanish or point nowhere and robust accuracy is overstated (gradient masking by
+rounding). A ``bf16`` trial trains under autocast and is evaluated as the float32 model it is.
+Attacked batches are sized to the device (:func:`rcsweep.device.eval_batch_size`: 256 on the
+CPU); the test images may already lie on the device (no copy per batch then).
+
 In the stack of stages this module sits below training (which measures validation robust accuracy
 with :func:`robust_accuracy`) and above compression (the float twin is
 :func:`rcsweep.compress.int8.float_copy`); it imports no training code.
@@ -31,6 +38,7 @@ from .attacks import APGD, FGSM, PGD, Square, threat_model
 from .batching import batches
 from .compress.fake_quant import ActFakeQuant
 from .compress.int8 import float_copy
+from .device import eval_batch_size, float32
 
 LARGE_EPS = {"linf": 0.5}  # L2: 0.5 * sqrt(dim), set per input
 CHECK_EXAMPLES = 200
@@ -151,21 +159,23 @@ def _top_share(labels: torch.Tensor) -> float:
 
 @torch.no_grad()
 def _predict(model, x, device, batch_size=512):
+    """Predicted labels (N,), on the CPU."""
     return torch.cat([model(xb.to(device)).argmax(1).cpu() for xb, _ in batches(x, x, batch_size, False)])
 
 
 def robust_correct(model: nn.Module, x, y, attacks, device, batch_size: int = 256, alive=None) -> torch.Tensor:
-    """Per-example bool: still correctly classified after every attack in turn. Only examples in
-    ``alive`` (default: those classified correctly) are attacked."""
+    """Per-example bool (on the CPU): still correctly classified after every attack in turn. Only
+    examples in ``alive`` (default: those classified correctly) are attacked. ``x``, ``y`` may lie
+    on ``device`` or on the CPU."""
     model.eval()
     if alive is None:
-        alive = _predict(model, x, device) == y
-    alive = alive.clone()
+        alive = _predict(model, x, device, max(512, batch_size)) == y.cpu()
+    alive = alive.cpu().clone()
     for attack in attacks:
         idx = alive.nonzero().squeeze(1)
         for i in range(0, len(idx), batch_size):
             j = idx[i:i + batch_size]
-            xb, yb = x[j].to(device), y[j].to(device)
+            xb, yb = x[j.to(x.device)].to(device), y[j.to(y.device)].to(device)
             x_adv = attack(model, xb, yb)
             with torch.no_grad():
                 alive[j] = (model(x_adv).argmax(1) == yb).cpu()
@@ -173,9 +183,10 @@ def robust_correct(model: nn.Module, x, y, attacks, device, batch_size: int = 25
 
 
 def robust_accuracy(model, x, y, *, norm: str, eps: float, steps: int = 20, restarts: int = 1,
-                    device="cpu", margin: bool = True, num_classes: int = 10) -> float:
+                    device="cpu", margin: bool = True, num_classes: int = 10, batch_size: int = 256) -> float:
     attacks = _eval_attacks(norm, eps, steps, restarts, num_classes)
-    return robust_correct(model, x, y, attacks if margin else attacks[:1], device).float().mean().item()
+    with float32(device):
+        return robust_correct(model, x, y, attacks if margin else attacks[:1], device, batch_size).float().mean().item()
 
 
 def describe_attack(steps: int, restarts: int, num_classes: int, transfer: bool, attack=None, targets: int = 0,
@@ -260,11 +271,23 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
     :data:`SQUARE_EXAMPLES` images (:func:`black_box_check`, the ``black_box`` check): the examples
     it fools count as fooled in ``robust_acc`` (and at every larger epsilon of the curve), the
     worst case per example as AutoAttack counts it, since Square already ran; the rest of the test
-    set keeps its white-box result, so ``robust_acc`` is never higher than without Square."""
+    set keeps its white-box result, so ``robust_acc`` is never higher than without Square.
+
+    Runs in float32 even inside an autocast region (bf16 rounding masks gradients, see the module
+    docstring); attacked batches are sized to ``device`` (:func:`rcsweep.device.eval_batch_size`)."""
+    with float32(device):
+        return _evaluate(model, x, y, norm=norm, eps_eval=eps_eval, eps_curve=eps_curve, steps=steps,
+                         restarts=restarts, device=device, num_classes=num_classes, checks=checks, attack=attack,
+                         targets=targets)
+
+
+def _evaluate(model, x, y, *, norm, eps_eval, eps_curve, steps, restarts, device, num_classes, checks, attack,
+              targets) -> EvalResult:
     t0 = time.perf_counter()
     model.eval().to(device)
-    pred = _predict(model, x, device)
-    clean = pred == y
+    batch = eval_batch_size(model, tuple(x.shape[1:]), device)
+    pred = _predict(model, x, device, max(512, batch))
+    clean = pred == y.cpu()
     eps_all = sorted(set([eps_eval, *eps_curve]))
     twin = float_twin(model, device) if attack is None else None
     black_box = checks and eps_eval > 0 and quantizes_activations(model)
@@ -274,7 +297,7 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
             attacks = _eval_attacks(norm, eps, steps, restarts, num_classes, attack, targets)
             if twin is not None:  # quantized activations: also examples crafted on the float twin
                 attacks.append(TransferAttack(twin, APGD(threat_model(norm, eps), steps=steps, loss="ce")))
-            alive = robust_correct(model, x, y, attacks, device, alive=alive)
+            alive = robust_correct(model, x, y, attacks, device, batch, alive=alive)
         if eps == eps_eval and black_box:  # gradient-free: blind to what masks gradients
             alive, bb_check = black_box_check(model, x, y, alive, norm=norm, eps=eps, device=device)
         curve[eps] = alive.float().mean().item()
