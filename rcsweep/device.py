@@ -10,7 +10,7 @@ Nothing here touches CUDA at import time.
   and the sweep-file option ``gpu_fallback: cpu``, or, with that option, runs on the CPU and says
   so in its record. It never runs on the CPU silently.
 - :func:`autocast`: bf16 autocast for ``precision: bf16`` (training and its attack only; the
-  evaluation stays float32, :func:`float32`).
+  evaluation stays float32, without TF32 either, :func:`float32`).
 - :func:`to_device_`: a model moved to its device, ``channels_last`` on CUDA (cuDNN's fast layout
   for 2-D convolutions; on the CPU the tiny models here gain nothing, so it stays off by default).
 - :func:`eval_batch_size`: examples per attacked batch, 256 on the CPU, on a GPU as many as a
@@ -19,7 +19,7 @@ Nothing here touches CUDA at import time.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Sequence
 
 import torch
@@ -97,9 +97,20 @@ def autocast(device, bf16: bool):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+@contextmanager
 def float32(device):
-    """A context in which every op runs in float32, even inside an autocast region (evaluation)."""
-    return torch.autocast(torch.device(device).type, enabled=False)
+    """A context in which every op runs in full float32 (evaluation): autocast off even inside an
+    autocast region, and on CUDA no TF32 (cuDNN convolutions use it by default on Ampere and later:
+    10 bits of mantissa, the same rounding that masks gradients as bf16's, only milder)."""
+    dev = torch.device(device)
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        if dev.type == "cuda":
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        with torch.autocast(dev.type, enabled=False):
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def to_device_(model: nn.Module, device, channels_last: bool | None = None) -> nn.Module:
