@@ -11,7 +11,8 @@
    (each pretrains its own model), two at a time like the sweep, without Ray (so the baseline
    carries no Ray overhead at all). The sweep says ``pretrain_resources: {cpu: 2}``
    (``--pretrain-cpus``; 1 leaves it out): the shared pretraining borrows the CPU of the trial
-   waiting for it; the result gives its seconds and the threads it ran with.
+   waiting for it; the result gives its seconds and the threads it ran with. Measure on an idle
+   machine: where other work keeps the cores busy, two threads can be far slower than one.
 3. memory: the driver's resident memory after 20 and after 200 cheap trials (no pretraining
    epochs, a 20-image evaluation), sampled every 0.2 s.
 

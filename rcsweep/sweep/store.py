@@ -20,7 +20,11 @@ its host that wait for the same model (each waiter registers in ``<key>.waiting/
 re-counted after every epoch (:meth:`PretrainStore.threads`). This borrows what Ray has already
 handed out instead of asking Ray for more: a separate pretraining task with N CPUs would wait for
 CPUs that the waiting trials hold, and never start once trials fill the node. Waiters on other
-hosts lend nothing (their cores are elsewhere); a waiter that died lends nothing (its pid is gone).
+hosts lend nothing (their cores are elsewhere); a waiter that died lends nothing (its pid is gone);
+no more threads than the host's cores. It pays only where those cores are really idle: on a host
+that other work keeps busy, torch's threads wait for each other at every operation (seen here: a
+digits pretraining with 2 threads 10x slower than with 1 on a 2-core machine at load 12), so the
+option is off unless the sweep file asks for it.
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ class PretrainStore:
         self.root = Path(sweep_dir) / STORE_DIR
         self.poll_s = poll_s
         self.cpus = cpus
+        self.cores = len(os.sched_getaffinity(0))  # the most threads a pretraining here may run
 
     def folder(self, cfg: TrialConfig) -> Path:
         return self.root / pretrain_id(cfg)
@@ -103,7 +108,8 @@ class PretrainStore:
 
     def threads(self, cfg: TrialConfig, own: int, cap: float | None) -> int:
         """Torch threads for training ``cfg``'s model here: ``own`` plus the CPUs of the live trials
-        on this host waiting for it, at most ``cap`` (``pretrain_resources.cpu``; None: ``own``)."""
+        on this host waiting for it, at most ``cap`` (``pretrain_resources.cpu``; None: ``own``) and
+        at most ``self.cores`` (this process's CPUs)."""
         if cap is None:
             return own
         host, lent = socket.gethostname(), 0.0
@@ -114,7 +120,7 @@ class PretrainStore:
                 continue  # being written or removed
             if w.get("host") == host and _alive(w.get("pid")):
                 lent += w.get("cpus", 0)
-        return max(own, min(int(cap), int(own + lent)))
+        return max(own, min(int(cap), int(own + lent), self.cores))
 
     def _waiting(self, cfg_or_folder) -> Path:
         folder = cfg_or_folder if isinstance(cfg_or_folder, Path) else self.folder(cfg_or_folder)
