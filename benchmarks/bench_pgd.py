@@ -8,6 +8,7 @@
    <= 50%: target >= 1.5x faster per example, with robust accuracy no higher than the loop's.
 
 Usage: python benchmarks/bench_pgd.py [--dataset fashion_mnist] [--smoke-test]
+(:func:`pgd_cost` also measures part 1 on a GPU, in benchmarks/gpu_check.py.)
 """
 from __future__ import annotations
 
@@ -22,13 +23,41 @@ from rcsweep.attacks.base import input_grad
 from rcsweep.pipeline import load_trial_data, pretrain
 
 
-def best_of(fn, repeats=3):
+def best_of(fn, repeats=3, device="cpu"):
+    """The least wall time of ``repeats`` calls of ``fn`` (CUDA work waited for)."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     times = []
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def pgd_cost(model, xb, yb, eps: float, steps: int, repeats: int = 3, device="cpu", bf16: bool = False) -> dict:
+    """Seconds of a ``steps``-step PGD attack (L-inf, ``eps`` in pixel units) on the batch ``xb``,
+    ``yb`` against ``steps`` forward+backward input-gradient passes of the same model and batch,
+    both under bf16 autocast when ``bf16``; ``ratio`` is their quotient (target <= 1.10). One
+    warm-up call of each first (CUDA kernels, autotuning)."""
+    from rcsweep.device import autocast
+
+    pgd = PGD(LinfThreat(eps), steps=steps)
+
+    def passes():
+        with autocast(device, bf16):
+            for _ in range(steps):
+                input_grad(model, xb, yb, "ce")
+
+    def attack():
+        with autocast(device, bf16):
+            pgd(model, xb, yb)
+
+    passes(), attack()
+    t_passes, t_pgd = best_of(passes, repeats, device), best_of(attack, repeats, device)
+    return {"steps": steps, "batch": len(xb), "bf16": bf16, "pgd_s": t_pgd, "passes_s": t_passes,
+            "ratio": t_pgd / t_passes}
 
 
 def main():
@@ -50,17 +79,9 @@ def main():
     k = args.steps
 
     # 1. k-step PGD vs k forward+backward passes, one batch of 128
-    xb, yb = x[:128], y[:128]
-    pgd = PGD(LinfThreat(args.eps), steps=k)
-
-    def passes():
-        for _ in range(k):
-            input_grad(model, xb, yb, "ce")
-
-    t_passes = best_of(passes)
-    t_pgd = best_of(lambda: pgd(model, xb, yb))
-    print(f"[1] PGD-{k} on a batch of 128: {t_pgd * 1e3:.1f} ms; {k} forward+backward passes: "
-          f"{t_passes * 1e3:.1f} ms; ratio {t_pgd / t_passes:.3f} (target <= 1.10)")
+    cost = pgd_cost(model, x[:128], y[:128], args.eps, k)
+    print(f"[1] PGD-{k} on a batch of 128: {cost['pgd_s'] * 1e3:.1f} ms; {k} forward+backward passes: "
+          f"{cost['passes_s'] * 1e3:.1f} ms; ratio {cost['ratio']:.3f} (target <= 1.10)")
 
     # 2. evaluation: early-stopping PGD vs torchattacks' PGD once per restart
     import torchattacks

@@ -9,11 +9,15 @@
 2. sharing: a 12-trial FashionMNIST-subset sweep (20 pretraining, 3 fine-tuning epochs) with
    shared pretraining, against the same 12 trial configurations run with ``rcsweep.run_trial``
    (each pretrains its own model), two at a time like the sweep, without Ray (so the baseline
-   carries no Ray overhead at all).
+   carries no Ray overhead at all). The sweep says ``pretrain_resources: {cpu: 2}``
+   (``--pretrain-cpus``; 1 leaves it out): the shared pretraining borrows the CPU of the trial
+   waiting for it; the result gives its seconds and the threads it ran with. Measure on an idle
+   machine: where other work keeps the cores busy, two threads can be far slower than one.
 3. memory: the driver's resident memory after 20 and after 200 cheap trials (no pretraining
    epochs, a 20-image evaluation), sampled every 0.2 s.
 
     python benchmarks/bench_sweep.py [--part quickstart|sharing|memory|all] [--work DIR] [--smoke-test]
+                                     [--pretrain-cpus N]
 """
 from __future__ import annotations
 
@@ -94,16 +98,20 @@ def _run_trials(flat_params: list) -> None:
         run_trial(TrialConfig.from_flat(params), device="cpu")
 
 
-def bench_sharing(work: Path, smoke: bool) -> dict:
+def bench_sharing(work: Path, smoke: bool, pretrain_cpus: int = 2) -> dict:
     from rcsweep.sweep.runner import run_sweep
 
     sweep = json.loads(json.dumps(SHARING))
+    if pretrain_cpus > 1:
+        sweep["pretrain_resources"] = {"cpu": pretrain_cpus}
     if smoke:
         sweep["fixed"].update(train_size=300, pretrain_epochs=4, finetune_epochs=1)
         sweep["num_samples"] = 4
     t0 = time.time()
     out = run_sweep(sweep, storage=work, quiet=True)
     shared = time.time() - t0
+    pretrainings = [json.loads(line) for p in (out.folder / "trials").glob("*/stages.jsonl")
+                    for line in p.read_text().splitlines() if '"pretrain"' in line]
     params = [json.loads((out.folder / "trials" / t / "record.json").read_text())["params"]
               for t in out.results().query("status == 'finished'")["trial_id"]]
     t0 = time.time()
@@ -115,6 +123,8 @@ def bench_sharing(work: Path, smoke: bool) -> dict:
         p.join()
     per_trial = time.time() - t0
     return {"trials": len(params), "shared_s": shared, "per_trial_s": per_trial, "speedup": per_trial / shared,
+            "pretrain_resources": sweep.get("pretrain_resources"),
+            "shared_pretraining": [{k: e.get(k) for k in ("seconds", "threads")} for e in pretrainings],
             "ok": per_trial / shared >= 3, "baseline_exit_codes": [p.exitcode for p in procs]}
 
 
@@ -156,6 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--part", default="all", choices=("quickstart", "sharing", "memory", "all"))
     ap.add_argument("--work", default="/tmp/rcsweep-bench-sweep", help="scratch folder (emptied first)")
     ap.add_argument("--smoke-test", action="store_true", help="tiny sizes: checks the script, not the figures")
+    ap.add_argument("--pretrain-cpus", type=int, default=2,
+                    help="sharing: pretrain_resources.cpu of the sweep (default 2; 1 leaves the option out)")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     work = Path(args.work)
@@ -164,7 +176,8 @@ def main(argv=None) -> int:
     parts = ("quickstart", "sharing", "memory") if args.part == "all" else (args.part,)
     results = {}
     for part in parts:
-        results[part] = globals()[f"bench_{part}"](work / part, args.smoke_test)
+        extra = {"pretrain_cpus": args.pretrain_cpus} if part == "sharing" else {}
+        results[part] = globals()[f"bench_{part}"](work / part, args.smoke_test, **extra)
         print(json.dumps({part: results[part]}, default=float), flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=2, default=float))
     return 0 if all(r["ok"] for r in results.values()) else 1

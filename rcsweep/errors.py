@@ -23,6 +23,11 @@ class CheckpointError(UserError):
     """A checkpoint or model file is missing, corrupted, tampered with or unsafe."""
 
 
+class DeviceUnavailable(UserError):
+    """A device asked for (``--device cuda:7``) or assigned by Ray (a GPU on a node where CUDA is not
+    usable) that this process cannot use."""
+
+
 class TrainingCollapsed(RuntimeError):
     """Training stopped: loss became NaN/inf or accuracy collapsed to chance. Not a user error."""
 

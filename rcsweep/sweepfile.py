@@ -11,6 +11,12 @@ Search-space entries (one key each, plus an optional ``default`` used by ``rcswe
 are drawn on that grid, so that two suggestions are the same configuration exactly when they are
 equal (a sweep never runs one configuration twice), and ``search: grid`` can enumerate them.
 
+``resources`` is what one trial holds of a Ray node (``{cpu: 1, gpu: 0}``; ``gpu`` a whole number or
+1/k for an integer k, so that k trials fill one GPU: 0.5, 0.25, 1/3). ``gpu_fallback: cpu`` lets a
+trial that Ray gave a GPU on a node where CUDA is not usable run on the CPU, saying so in its record
+(default ``error``: it fails in one line). ``pretrain_resources: {cpu: N}`` lets a shared pretraining
+use up to N CPU threads (:mod:`rcsweep.sweep.store`).
+
 ``search`` names a sampler of :data:`rcsweep.samplers.SAMPLERS` (``tpe``, ``nsga2``, ``gp``,
 ``random``, ``grid``; no ``search`` or ``search: optuna`` is :data:`rcsweep.samplers.DEFAULT`),
 alone or with its options: ``search: {sampler: tpe, n_startup_trials: 6}``. ``constraints`` bound
@@ -45,6 +51,8 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = metrics_table.OBJECTIVES  # the metrics a sweep may name as objectives
 DIRECTIONS = ("max", "min")
 NEVER_SEARCHED = ("eps_eval", "dataset")
+GPU_FALLBACK = ("error", "cpu")  # a trial given a GPU on a node where CUDA is not usable: fail, or run on the CPU
+GPU_SHARE_TOLERANCE = 0.01  # k trials at gpu 1/k may fill a GPU to 99%: gpu 0.33 is 1/3
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,8 @@ class SweepSpec:
     num_samples: Optional[int] = None  # None: 12 (optuna/random) or the grid's size
     max_concurrent: int = 2
     resources: dict = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    gpu_fallback: str = "error"  # GPU_FALLBACK
+    pretrain_resources: Optional[dict] = None  # {cpu: N}: CPU threads a shared pretraining may use
     search_seed: int = 0
     trial_timeout_s: Optional[float] = None
     time_budget_s: Optional[float] = None
@@ -147,7 +157,9 @@ class SweepSpec:
                 "constraints": dict(c.to_item() for c in self.constraints) or None,
                 "objectives": {m: d for m, d in self.objectives},
                 "num_samples": self.num_samples, "max_concurrent": self.max_concurrent,
-                "resources": dict(self.resources), "search_seed": self.search_seed,
+                "resources": dict(self.resources), "gpu_fallback": self.gpu_fallback,
+                "pretrain_resources": dict(self.pretrain_resources) if self.pretrain_resources else None,
+                "search_seed": self.search_seed,
                 "trial_timeout_s": self.trial_timeout_s, "time_budget_s": self.time_budget_s,
                 "max_failures": self.max_failures}
 
@@ -228,6 +240,8 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     spec_kw["trial_timeout_s"] = _seconds(data, "trial_timeout_s")
     spec_kw["time_budget_s"] = _seconds(data, "time_budget_s")
     spec_kw["resources"] = _resources(data.get("resources"))
+    spec_kw["gpu_fallback"] = _gpu_fallback(data.get("gpu_fallback"))
+    spec_kw["pretrain_resources"] = _pretrain_resources(data.get("pretrain_resources"), spec_kw["resources"])
     refs = data.get("references") or []
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise ConfigError("references", "must be a list of mappings of trial parameters")
@@ -478,11 +492,52 @@ def _resources(v) -> dict:
     gpu = parse_number(v.get("gpu", 0), "resources.gpu")
     if not cpu > 0:
         raise ConfigError("resources.cpu", f"must be > 0, got {cpu}")
-    if gpu < 0:
-        raise ConfigError("resources.gpu", f"must be >= 0, got {gpu}")
-    if gpu > 1 and not float(gpu).is_integer():
-        raise ConfigError("resources.gpu", f"fractions are only allowed below 1, got {gpu}")
+    _gpu_share(gpu, "resources.gpu")
     return {"cpu": cpu, "gpu": gpu}
+
+
+def _gpu_share(gpu: float, where: str) -> None:
+    """A GPU request is a whole number of GPUs or 1/k of one (an integer k >= 2): k trials then fill
+    the GPU (to within GPU_SHARE_TOLERANCE, so 0.33 is 1/3). Other fractions (0.3, 0.4, 1.5) leave
+    part of every GPU unused or cannot be met by one GPU."""
+    if gpu < 0:
+        raise ConfigError(where, f"must be >= 0, got {gpu:g}")
+    if float(gpu).is_integer():
+        return
+    if gpu > 1:
+        raise ConfigError(where, f"fractions are only allowed below 1, got {gpu:g}; use a whole number of GPUs")
+    k = round(1 / gpu)
+    if not 1 - GPU_SHARE_TOLERANCE <= k * gpu <= 1:
+        raise ConfigError(where, f"{gpu:g} does not divide one GPU; use a whole number or 1/k for an integer k "
+                                 f"(0.5, 0.25, 1/3, ...: k trials share a GPU)")
+
+
+def _gpu_fallback(v) -> str:
+    if v is None:
+        return "error"
+    if v not in GPU_FALLBACK:
+        raise ConfigError("gpu_fallback", f"must be one of {', '.join(GPU_FALLBACK)}; got {v!r} (cpu: a trial given "
+                                          f"a GPU on a node where CUDA is not usable runs on the CPU; error: it fails)")
+    return v
+
+
+def _pretrain_resources(v, resources: dict) -> dict | None:
+    """``{cpu: N}``: the most CPU threads a shared pretraining may use, at least a trial's ``cpu``."""
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ConfigError("pretrain_resources", f"must be a mapping like {{cpu: 4}}, got {v!r}")
+    for k in v:
+        if k == "gpu":
+            raise ConfigError("pretrain_resources.gpu", "a shared pretraining runs on its trial's device; give trials "
+                                                        "GPUs with resources.gpu")
+        if k != "cpu":
+            raise ConfigError(f"pretrain_resources.{k}", "unknown resource; use cpu")
+    cpu = parse_number(v.get("cpu", resources["cpu"]), "pretrain_resources.cpu")
+    if not (math.isfinite(cpu) and cpu >= resources["cpu"]):
+        raise ConfigError("pretrain_resources.cpu", f"must be at least a trial's resources.cpu "
+                                                    f"({resources['cpu']:g}), got {cpu:g}")
+    return {"cpu": cpu}
 
 
 def _objectives(v) -> tuple:

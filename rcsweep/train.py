@@ -23,6 +23,7 @@ from torch import nn
 from .attacks import threat_model
 from .batching import accuracy, batches
 from .config import TrialConfig
+from .device import autocast
 from .errors import TrainingCollapsed
 from .evaluate import robust_accuracy
 from .objectives import Objective, Standard
@@ -48,7 +49,9 @@ class EpochStats:
 class TrainSpec:
     """What one training stage runs. ``eps`` (pixel units) is the full epsilon, reached after
     ``eps_ramp_epochs`` epochs of linear warm-up; 0 trains clean whatever the objective.
-    ``attack_steps``: PGD steps of the objectives that run PGD (and of the validation attack)."""
+    ``attack_steps``: PGD steps of the objectives that run PGD (and of the validation attack).
+    ``bf16``: the objective's loss, its attack included, runs under bf16 autocast (``precision:
+    bf16``); the validation accuracies stay float32."""
     objective: Objective
     epochs: int
     lr: float
@@ -63,6 +66,7 @@ class TrainSpec:
     attack_steps: int = 10
     num_classes: int = 10
     desc: str = "train"
+    bf16: bool = False
 
     @classmethod
     def for_stage(cls, cfg: TrialConfig, stage: str, num_classes: int) -> "TrainSpec":
@@ -71,7 +75,7 @@ class TrainSpec:
         objective = cfg.objective(stage)
         common = dict(objective=objective, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                       batch_size=cfg.batch_size, norm=cfg.norm, attack_steps=cfg.attack_steps,
-                      num_classes=num_classes, desc=stage)
+                      num_classes=num_classes, desc=stage, bf16=cfg.precision == "bf16")
         if stage == "pretrain":
             return cls(epochs=cfg.pretrain_epochs, lr=cfg.lr, lr_schedule=cfg.lr_schedule, seed=cfg.seed,
                        eps=cfg.eps_pretrain if objective.adversarial else 0.0,
@@ -114,9 +118,10 @@ def eps_at(eps: float, epoch: int, ramp_epochs: int) -> float:
 def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, *,
                 objective: Objective, batch_size: int, device: torch.device, norm: str = "linf",
                 eps: float = 0.0, attack_steps: int = 10, generator=None,
-                after_step: Optional[Callable[[], None]] = None, progress: Optional[str] = None):
-    """Train one epoch on ``objective``'s loss (clean cross-entropy while ``eps`` is 0). Returns
-    (mean loss, train accuracy)."""
+                after_step: Optional[Callable[[], None]] = None, progress: Optional[str] = None, bf16: bool = False):
+    """Train one epoch on ``objective``'s loss (clean cross-entropy while ``eps`` is 0), under bf16
+    autocast when ``bf16`` (the forward passes of the loss and of its attack; the backward pass and
+    the weights stay float32). Returns (mean loss, train accuracy)."""
     threat = threat_model(norm, eps) if eps > 0 else None
     if threat is None:
         objective = Standard()
@@ -133,7 +138,8 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.o
     model.train()
     for xb, yb in it:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        loss, logits = objective.loss(model, xb, yb, threat, attack_steps)
+        with autocast(device, bf16):
+            loss, logits = objective.loss(model, xb, yb, threat, attack_steps)
         if not torch.isfinite(loss):
             raise TrainingCollapsed(f"loss became {loss.item()} (lr too high?)")
         opt.zero_grad(set_to_none=True)
@@ -182,7 +188,8 @@ def fit(model: nn.Module, train: tuple, val: tuple, spec: TrainSpec, device, hoo
         cur_eps = eps_at(eps, epoch, spec.eps_ramp_epochs) if eps > 0 else 0.0
         loss, acc = train_epoch(model, train[0], train[1], opt, objective=spec.objective, batch_size=spec.batch_size,
                                 device=device, norm=spec.norm, eps=cur_eps, attack_steps=spec.attack_steps,
-                                generator=gen, after_step=hooks.after_step, progress=f"{spec.desc} {epoch + 1}/{epochs}")
+                                generator=gen, after_step=hooks.after_step, progress=f"{spec.desc} {epoch + 1}/{epochs}",
+                                bf16=spec.bf16)
         passes = spec.objective.forward_backward_passes(spec.attack_steps) if cur_eps > 0 else 1
         stats = EpochStats(epoch, loss, acc, cur_eps, cur_lr, time.perf_counter() - t0, passes)
         stats.val_clean_acc = accuracy(model, xv, yv, device)

@@ -109,7 +109,10 @@ def test_validate_prints_count_space_and_cost(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("resources, needle", [({"cpu": 64}, "resources.cpu: each trial asks for 64 CPUs"),
-                                               ({"gpu": 1}, "resources.gpu: each trial asks for 1 GPUs, but none")])
+                                               ({"gpu": 1}, "resources.gpu: each trial asks for 1 GPUs, but none"),
+                                               ({"gpu": 0.5}, "resources.gpu: each trial asks for 0.5 GPUs, but none"),
+                                               ({"gpu": "1/4", "cpu": 0.5},
+                                                "resources.gpu: each trial asks for 0.25 GPUs, but none")])
 def test_resources_no_node_has_are_refused_before_any_trial(resources, needle, ray_local, tmp_path, capsys):  # noqa: F811
     rc, out = _run_cli(["run", _write(tmp_path, "big", {**GOOD, "resources": resources}), "--storage",
                         tmp_path / "store"], capsys)

@@ -90,3 +90,49 @@ def test_stage_checkpoints_keep_two_and_fall_back_past_a_bad_one(tmp_path, capsy
 class _Evil:
     def __reduce__(self):
         return (print, ("unpickled!",))
+
+
+def _wait_for_model(folder, cpus, queue):
+    from rcsweep.sweep.store import PretrainStore
+
+    PretrainStore(folder, poll_s=0.05, cpus=cpus).model(CFG, lambda: _fake_training(0.0), who=f"waiter{cpus}")
+    queue.put("done")
+
+
+def test_a_shared_pretraining_borrows_the_cpus_of_the_trials_waiting_for_it(tmp_path):
+    """pretrain_resources: the trainer's threads grow by the CPUs of the live waiters on its host,
+    up to the cap, and fall back when they leave; without the option it keeps its own."""
+    from rcsweep.sweep.store import PretrainStore
+
+    store = PretrainStore(tmp_path, poll_s=0.05, cpus=1)
+    store.cores = 64  # a large host: the count of waiters decides
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    seen = {}
+
+    def train():
+        seen["alone"] = store.threads(CFG, 1, cap=8)
+        procs = [ctx.Process(target=_wait_for_model, args=(tmp_path, c, queue)) for c in (1, 2)]
+        for p in procs:
+            p.start()
+        deadline = time.time() + 60
+        while len(list(store._waiting(CFG).glob("*.json"))) < 2 and time.time() < deadline:  # both registered
+            time.sleep(0.05)
+        seen.update(both=store.threads(CFG, 1, cap=8), capped=store.threads(CFG, 1, cap=2.5),
+                    no_option=store.threads(CFG, 1, cap=None))
+        store.cores = 2
+        seen["cores_2"] = store.threads(CFG, 1, cap=8)
+        store.cores = 64
+        procs[0].kill()  # a waiter that died lends nothing
+        procs[0].join(timeout=30)
+        seen["one_died"] = store.threads(CFG, 1, cap=8)
+        seen["procs"] = procs
+        return _fake_training(0.0)
+
+    store.model(CFG, train, who="trainer")
+    assert queue.get(timeout=60) == "done"  # the live waiter got the model and left
+    seen["procs"][1].join(timeout=30)
+    assert seen["alone"] == 1 and seen["both"] == 4 and seen["capped"] == 2 and seen["no_option"] == 1
+    assert seen["cores_2"] == 2  # never more threads than the host's cores
+    assert seen["one_died"] == 3
+    assert store.threads(CFG, 1, cap=8) == 1  # nobody waits any more

@@ -75,17 +75,19 @@ def cmd_trial(args) -> int:
     out = Path(args.out) if args.out else Path("rcsweep-results") / "trials" / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out)
     from ..data import load_dataset
-    from ..pipeline import check_target, run_trial
+    from ..pipeline import check_target, resolve_device, run_trial
 
+    device = resolve_device(args.device)  # a device this machine lacks: one line, exit 2
     check_target(cfg)  # an unreachable compression target: one line, before anything is printed or trained
     load_dataset(cfg.dataset, "test", data_dir=args.data_dir, test_size=1)  # missing data: fail before training
     print(f"trial: {json.dumps({k: v for k, v in cfg.to_flat().items() if v is not None})}", flush=True)
     try:
-        record = run_trial(cfg, out, data_dir=args.data_dir, device=args.device)
+        record = run_trial(cfg, out, data_dir=args.data_dir, device=device)
     except TrainingCollapsed as e:
         sys.stderr.write(f"rcsweep: trial failed: {e}\n")
         return 1
     m = record["metrics"]
+    print(f"device {record['runtime']['device']} ({record['runtime']['device_name']}), precision {cfg.precision}")
     print(f"clean_acc {m['clean_acc']:.4f}  robust_acc {m['robust_acc']:.4f} (eps {cfg.eps_eval:.4g}, {cfg.norm})"
           f"  model_bits {m['model_bits']:.3g}" + (f"  SUSPECT: {m['suspect_reason']}" if m["suspect"] else ""))
     if m.get("degenerate"):
@@ -127,8 +129,8 @@ def cmd_eval(args) -> int:
     if info.shape != dataset_info(cfg.dataset).shape:
         raise UserError(f"--dataset {dataset} has images of shape {info.shape}, the model expects "
                         f"{dataset_info(cfg.dataset).shape}")
-    x, y = load_dataset(dataset, "test", data_dir=args.data_dir, test_size=args.test_size)
     device = resolve_device(args.device)
+    x, y = load_dataset(dataset, "test", data_dir=args.data_dir, test_size=args.test_size)
     model = load_model(args.model, device)
     res = evaluate(model, x, y, norm=norm, eps_eval=eps[0], eps_curve=eps, steps=args.steps or cfg.eval_steps,
                    restarts=args.restarts or cfg.eval_restarts, device=device, num_classes=info.num_classes,

@@ -174,8 +174,11 @@ def cmd_flags(args) -> int:
 def cmd_reevaluate(args) -> int:
     from analysis.common import load_sweep
 
+    from ..device import parse_device
     from ..errors import UserError
     from .reevaluate import outdated, run_reevaluate
+
+    args.device = parse_device(args.device)  # a device this machine lacks: one line, before any work
 
     if args.trials:
         rows = chosen_rows(args)
@@ -226,10 +229,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from ..device import parse_device
     from ..errors import UserError
     from .verify import import_torchattacks, models_at_hand, run_verify
 
     import_torchattacks()
+    args.device = parse_device(args.device)
     for name in ("examples", "steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1")

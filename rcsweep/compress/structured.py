@@ -28,7 +28,6 @@ import functools
 import math
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from ..compress_params import StructuredPruneParams, includes
@@ -152,6 +151,7 @@ class StructuredPrune(Compressor):
 
         self.dense = dict(info.get("out_channels_dense") or {})  # for check(); earlier versions saved it too
 
+        tp = _torch_pruning()
         example = torch.zeros(1, *dataset_info(self.cfg.dataset).shape)
         model.eval()
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
@@ -168,10 +168,22 @@ class StructuredPrune(Compressor):
                                   f"the saved model {info['out_channels'][bad]}")
 
 
+def _torch_pruning():
+    """Torch-Pruning, imported when channels are removed: trials without structured pruning (and a
+    bare GPU machine's check, benchmarks/gpu_check.py) run without it installed."""
+    try:
+        import torch_pruning
+    except ImportError:
+        raise UserError("structured pruning needs Torch-Pruning, which is not installed: "
+                        "pip install torch-pruning") from None
+    return torch_pruning
+
+
 def _prune_groups(model: nn.Module, example: torch.Tensor, classifier: nn.Module, sparsity: float) -> None:
     """Remove :func:`removed_count` output channels of every Torch-Pruning group rooted at a
     Conv2d / Linear (the classifier's outputs stay), the lowest group L1 importance first; every
     group is ranked on the dense model before any is pruned."""
+    tp = _torch_pruning()
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     importance = tp.importance.MagnitudeImportance(p=1)
     plans = []

@@ -29,6 +29,7 @@ __all__ = ["COMPRESSION", "COMPRESSION_PARAMS", "FIELD_NAMES", "FIELD_TYPES", "F
 SCHEMA_VERSION = 1
 NORM = ("linf", "l2")
 LR_SCHEDULE = ("cosine", "step", "constant")
+PRECISION = ("fp32", "bf16")  # training (and its attack) in float32, or under bf16 autocast (rcsweep.device)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class TrialConfig:
     lr_schedule: str = "cosine"
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    precision: str = "fp32"  # fp32 | bf16: autocast of training and its attack; evaluation stays float32
     # threat model
     norm: str = "linf"
     eps_eval: float = 0.1
@@ -91,6 +93,7 @@ class TrialConfig:
         one_of("finetune", self.finetune, FINETUNE)
         one_of("norm", self.norm, NORM)
         one_of("lr_schedule", self.lr_schedule, LR_SCHEDULE)
+        one_of("precision", self.precision, PRECISION)
         positive("width", self.width)
         positive("batch_size", self.batch_size)
         positive("lr", self.lr)
@@ -199,6 +202,8 @@ class TrialConfig:
         key = {k: getattr(self, k) for k in keys}
         # the pretraining objective's parameters; none for standard and adversarial (keys unchanged)
         key.update((k, getattr(self, k)) for k, (o, _) in OBJECTIVE_PARAMS.items() if o == self.pretrain)
+        if self.precision != "fp32":  # fp32 keys unchanged: the stores of earlier sweeps stay valid
+            key["precision"] = self.precision
         return key
 
 

@@ -15,6 +15,13 @@ Square Attack on the masking checks' examples (:data:`SQUARE_QUERIES`, the ``bla
 An evaluation budget below :data:`EVAL_STEPS_FLOOR` steps or :data:`EVAL_RESTARTS_FLOOR` restarts
 is reported in ``EvalResult.weak_eval`` (:func:`eval_budget_warning`).
 
+The evaluation always runs in float32, whatever the trial's ``precision``: bf16 keeps 8 bits of
+mantissa, so near a decision boundary the rounded loss is flat or steps in jumps; the attack's
+gradients vanish or point nowhere and robust accuracy is overstated (gradient masking by
+rounding). A ``bf16`` trial trains under autocast and is evaluated as the float32 model it is.
+Attacked batches are sized to the device (:func:`rcsweep.device.eval_batch_size`: 256 on the
+CPU); the test images may already lie on the device (no copy per batch then).
+
 In the stack of stages this package sits below training (which measures validation robust accuracy
 with :func:`robust_accuracy`) and above compression (the float twin is
 :func:`rcsweep.compress.int8.float_copy`); it imports no training code. This module owns the entry
@@ -31,6 +38,7 @@ import torch
 from torch import nn
 
 from ..attacks import APGD, threat_model
+from ..device import eval_batch_size, float32
 from .checks import CHECK_EXAMPLES, SQUARE_EXAMPLES, SQUARE_QUERIES, black_box_check, masking_checks
 from .checks import CHECK_TOLERANCE, LARGE_EPS  # noqa: F401  (re-exported: importable from rcsweep.evaluate)
 from .robust import TransferAttack, _eval_attacks, _predict, _targets, float_twin, quantizes_activations, robust_correct
@@ -128,11 +136,23 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
     :data:`SQUARE_EXAMPLES` images (:func:`black_box_check`, the ``black_box`` check): the examples
     it fools count as fooled in ``robust_acc`` (and at every larger epsilon of the curve), the
     worst case per example as AutoAttack counts it, since Square already ran; the rest of the test
-    set keeps its white-box result, so ``robust_acc`` is never higher than without Square."""
+    set keeps its white-box result, so ``robust_acc`` is never higher than without Square.
+
+    Runs in float32 even inside an autocast region (bf16 rounding masks gradients, see the module
+    docstring); attacked batches are sized to ``device`` (:func:`rcsweep.device.eval_batch_size`)."""
+    with float32(device):
+        return _evaluate(model, x, y, norm=norm, eps_eval=eps_eval, eps_curve=eps_curve, steps=steps,
+                         restarts=restarts, device=device, num_classes=num_classes, checks=checks, attack=attack,
+                         targets=targets)
+
+
+def _evaluate(model, x, y, *, norm, eps_eval, eps_curve, steps, restarts, device, num_classes, checks, attack,
+              targets) -> EvalResult:
     t0 = time.perf_counter()
     model.eval().to(device)
-    pred = _predict(model, x, device)
-    clean = pred == y
+    batch = eval_batch_size(model, tuple(x.shape[1:]), device)
+    pred = _predict(model, x, device, max(512, batch))
+    clean = pred == y.cpu()
     eps_all = sorted(set([eps_eval, *eps_curve]))
     twin = float_twin(model, device) if attack is None else None
     black_box = checks and eps_eval > 0 and quantizes_activations(model)
@@ -142,7 +162,7 @@ def evaluate(model: nn.Module, x, y, *, norm: str, eps_eval: float, eps_curve=()
             attacks = _eval_attacks(norm, eps, steps, restarts, num_classes, attack, targets)
             if twin is not None:  # quantized activations: also examples crafted on the float twin
                 attacks.append(TransferAttack(twin, APGD(threat_model(norm, eps), steps=steps, loss="ce")))
-            alive = robust_correct(model, x, y, attacks, device, alive=alive)
+            alive = robust_correct(model, x, y, attacks, device, batch, alive=alive)
         if eps == eps_eval and black_box:  # gradient-free: blind to what masks gradients
             alive, bb_check = black_box_check(model, x, y, alive, norm=norm, eps=eps, device=device)
         curve[eps] = alive.float().mean().item()

@@ -13,6 +13,7 @@ from ..attacks import APGD, PGD, threat_model
 from ..batching import batches
 from ..compress.fake_quant import ActFakeQuant
 from ..compress.int8 import float_copy
+from ..device import float32
 
 
 def _targets(targets: int, num_classes: int) -> int:
@@ -62,21 +63,23 @@ class TransferAttack:
 
 @torch.no_grad()
 def _predict(model, x, device, batch_size=512):
+    """Predicted labels (N,), on the CPU."""
     return torch.cat([model(xb.to(device)).argmax(1).cpu() for xb, _ in batches(x, x, batch_size, False)])
 
 
 def robust_correct(model: nn.Module, x, y, attacks, device, batch_size: int = 256, alive=None) -> torch.Tensor:
-    """Per-example bool: still correctly classified after every attack in turn. Only examples in
-    ``alive`` (default: those classified correctly) are attacked."""
+    """Per-example bool (on the CPU): still correctly classified after every attack in turn. Only
+    examples in ``alive`` (default: those classified correctly) are attacked. ``x``, ``y`` may lie
+    on ``device`` or on the CPU."""
     model.eval()
     if alive is None:
-        alive = _predict(model, x, device) == y
-    alive = alive.clone()
+        alive = _predict(model, x, device, max(512, batch_size)) == y.cpu()
+    alive = alive.cpu().clone()
     for attack in attacks:
         idx = alive.nonzero().squeeze(1)
         for i in range(0, len(idx), batch_size):
             j = idx[i:i + batch_size]
-            xb, yb = x[j].to(device), y[j].to(device)
+            xb, yb = x[j.to(x.device)].to(device), y[j.to(y.device)].to(device)
             x_adv = attack(model, xb, yb)
             with torch.no_grad():
                 alive[j] = (model(x_adv).argmax(1) == yb).cpu()
@@ -84,6 +87,7 @@ def robust_correct(model: nn.Module, x, y, attacks, device, batch_size: int = 25
 
 
 def robust_accuracy(model, x, y, *, norm: str, eps: float, steps: int = 20, restarts: int = 1,
-                    device="cpu", margin: bool = True, num_classes: int = 10) -> float:
+                    device="cpu", margin: bool = True, num_classes: int = 10, batch_size: int = 256) -> float:
     attacks = _eval_attacks(norm, eps, steps, restarts, num_classes)
-    return robust_correct(model, x, y, attacks if margin else attacks[:1], device).float().mean().item()
+    with float32(device):
+        return robust_correct(model, x, y, attacks if margin else attacks[:1], device, batch_size).float().mean().item()

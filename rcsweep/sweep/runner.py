@@ -180,7 +180,8 @@ def _trainable(spec: SweepSpec):
 
 def _param_space(spec: SweepSpec, folder: Path) -> dict:
     return {"_sweep": {"dir": str(folder), "num_samples": spec.total_trials(), "trial_timeout_s": spec.trial_timeout_s,
-                       "cpus_per_trial": spec.resources["cpu"],
+                       "cpus_per_trial": spec.resources["cpu"], "gpu_fallback": spec.gpu_fallback,
+                       "pretrain_cpus": (spec.pretrain_resources or {}).get("cpu"),
                        "constraints": dict(c.to_item() for c in spec.constraints)}}
 
 

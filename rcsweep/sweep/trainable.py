@@ -12,6 +12,12 @@ once when retried; ``rcsweep resume --retry-failed`` removes the file and runs i
 Per trial, ``DIR/trials/<trial_id>/`` holds ``record.json``, ``model.pt``, ``model.json`` and
 ``stages.jsonl`` (one line per stage completed: what ran, where, when); its row in
 ``DIR/results.csv`` goes ``running`` -> ``finished`` or ``failed`` with the error.
+
+A trial runs where Ray placed it (:func:`rcsweep.device.placement_device`): on its GPU when Ray
+assigned one, else on the CPU. A GPU assigned on a node where CUDA is not usable (a node declaring
+GPUs it lacks) fails the trial in one line, unless the sweep file says ``gpu_fallback: cpu``. The
+record's ``runtime`` holds the GPU ids Ray assigned, the device used, any fallback, the node, and
+when the trial started and ended.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import json
 import math
 import os
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +37,11 @@ from ray import tune
 from ..config import TrialConfig
 from ..constraints import apply as apply_constraints
 from ..constraints import parse_constraints
+from ..device import placement_device, reset_peak_memory
 from ..errors import TrainingCollapsed
 from ..fileio import atomic_write_json
-from ..pipeline import Progress, check_target, continue_trial, load_trial_data, pretrain, save_trial
+from ..pipeline import (Progress, check_target, continue_trial, load_trial_data, pretrain, runtime_section,
+                        save_trial)
 from ..results import record_to_row, upsert_rows
 from ..sweepfile import METRICS
 from . import checkpoints
@@ -49,9 +58,11 @@ class TrialTimeout(RuntimeError):
 
 def sweep_trial(config: dict) -> None:
     """Run one trial. ``config``: ``trial`` (flat TrialConfig), ``reference`` (bool) and ``_sweep``
-    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``constraints``), as :mod:`.search` and
-    :mod:`.runner` make it. A finished trial that violates the sweep's constraints is flagged
-    ``infeasible`` in its record and row (:func:`rcsweep.constraints.apply`)."""
+    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``gpu_fallback``, ``pretrain_cpus``,
+    ``constraints``), as :mod:`.search` and :mod:`.runner` make it. A finished trial that violates
+    the sweep's constraints is flagged ``infeasible`` in its record and row
+    (:func:`rcsweep.constraints.apply`)."""
+    started = time.time()
     sweep = config["_sweep"]
     root = Path(sweep["dir"])
     trial_id = tune.get_context().get_trial_id()
@@ -71,8 +82,7 @@ def sweep_trial(config: dict) -> None:
     upsert_rows(root, [record_to_row(status="running", **row)])
     torch.set_num_threads(max(1, math.floor(sweep.get("cpus_per_trial", 1))))
     try:
-        record = _run(cfg, root, folder, trial_id, sweep.get("trial_timeout_s"),
-                      parse_constraints(sweep.get("constraints")))
+        record = _run(cfg, root, folder, trial_id, sweep, started)
     except Exception as e:
         upsert_rows(root, [record_to_row(status="failed", error=f"{type(e).__name__}: {e}", **row)])
         if isinstance(e, TrainingCollapsed):
@@ -82,25 +92,47 @@ def sweep_trial(config: dict) -> None:
     tune.report(final_metrics(record))
 
 
-def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, constraints=()) -> dict:
-    device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
-    started = time.monotonic()
+def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict, started: float) -> dict:
+    ctx = ray.get_runtime_context()
+    node = f"{ray.util.get_node_ip_address()} ({ctx.get_node_id()[:8]})"
+    device, placement = placement_device(ray.get_gpu_ids(), sweep.get("gpu_fallback") == "cpu", node)
+    if placement["fallback"]:
+        print(f"rcsweep: trial {trial_id}: {placement['fallback']}", file=sys.stderr)
+    reset_peak_memory(device)
+    timeout_s, constraints = sweep.get("trial_timeout_s"), parse_constraints(sweep.get("constraints"))
+    started_clock = time.monotonic()
 
     def report(stage: str, checkpoint_dir: Path | None = None, **metrics):
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
+        if timeout_s is not None and time.monotonic() - started_clock > timeout_s:
             raise TrialTimeout(f"trial_timeout_s: still at stage {stage} after {timeout_s:g} s")
         metrics = {"stage": stage, **{k: v for k, v in metrics.items() if isinstance(v, _SCALARS)}}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
 
     check_target(cfg)  # an unreachable compression target fails before pretraining
-    data = load_trial_data(cfg)
+    data = load_trial_data(cfg, device=device)
     t = time.perf_counter()
-    on_epoch = lambda s: report("pretrain", epoch=s.epoch + 1, val_clean_acc=s.val_clean_acc)  # noqa: E731
-    model, info = PretrainStore(root).model(
-        cfg, lambda: pretrain(cfg, data, device, on_epoch), device, who=trial_id,
-        on_wait=lambda: report("waiting for pretraining"))
+    own = torch.get_num_threads()
+    store = PretrainStore(root, cpus=sweep.get("cpus_per_trial", 1))
+    threads_used = [own]
+
+    def lend_threads():  # the CPUs of the trials waiting for this model (pretrain_resources)
+        threads_used.append(store.threads(cfg, own, sweep.get("pretrain_cpus")))
+        torch.set_num_threads(threads_used[-1])
+
+    def on_epoch(s):
+        lend_threads()
+        report("pretrain", epoch=s.epoch + 1, val_clean_acc=s.val_clean_acc)
+
+    def train():
+        lend_threads()
+        try:
+            return pretrain(cfg, data, device, on_epoch)
+        finally:
+            torch.set_num_threads(own)
+
+    model, info = store.model(cfg, train, device, who=trial_id, on_wait=lambda: report("waiting for pretraining"))
     if info["trained_here"]:
-        _log_stage(folder, "pretrain", key=pretrain_id(cfg), seconds=info["seconds"])
+        _log_stage(folder, "pretrain", key=pretrain_id(cfg), seconds=info["seconds"], threads=max(threads_used))
     resumed = _restore(folder)
     if resumed is None:
         progress, weights = Progress(times={"time_pretrain_s": time.perf_counter() - t},
@@ -118,6 +150,8 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, c
 
     model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage)
     apply_constraints(record, constraints)
+    record["runtime"] = runtime_section(device, started, node=node,
+                                        **{k: v for k, v in placement.items() if k != "device"})
     save_trial(folder, model, cfg, comp, record)
     _log_stage(folder, "evaluated")
     checkpoints.clear(folder)
