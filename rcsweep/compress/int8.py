@@ -9,7 +9,7 @@ turn it into quantize / dequantize ops around float convolutions, and Inductor's
 (registered by torchao) lower those to oneDNN int8 kernels: ``onednn.qconv_pointwise`` /
 ``qlinear_pointwise`` with uint8 inputs, int8 weights, a float32 bias, the ReLU fused and the next
 layer's input quantization fused into the output where one follows. Tensors the simulated model
-does not quantize (residual sums, the logits) stay float32. Building it takes about 5 s for the
+does not quantize (residual sums, the logits) stay float32. Building it takes about 4 s for the
 study's FashionMNIST net (one CPU core, most of it the lowering); :class:`Int8Model` checks that
 every quantized layer became an int8 kernel.
 
@@ -17,11 +17,14 @@ every quantized layer became an int8 kernel.
 freezing, static shapes), which also fuses the remaining elementwise work (the input
 normalisation and quantization) into C++ loops; it is compiled for batches of 1 and of ``CHUNK``
 (128) only, other batch sizes running as padded chunks of 128, so that a trial's integer check
-and latency metric compile it twice. Compiling needs a C++ compiler at run time and costs a trial
-about 15 s per batch size for the FashionMNIST net on this project's loaded two-core machine
-(benchmarks/RESULTS.md). Torch's own caches keep the result: the FX graph cache and the compiled
-kernels under ``TORCHINDUCTOR_CACHE_DIR`` (default ``/tmp/torchinductor_$USER``), so the same
-model built again (re-evaluation, a resumed trial, a test rerun) loads in about 1.5 s; another
+and latency metric compile it twice (static shapes because with a dynamic batch Inductor's
+oneDNN convolution lowering fails its stride check on the one-channel FashionMNIST input, torch
+2.14.1 with torchao 0.18). Compiling needs a C++ compiler at run time and costs a trial
+9 to 15 s per batch size for the FashionMNIST net on this project's loaded two-core machine (about
+17 s for both in benchmarks/RESULTS.md, against 1 s for the whole old FX build). Torch's own caches
+keep the result: the FX graph cache and the compiled kernels under ``TORCHINDUCTOR_CACHE_DIR``
+(default ``/tmp/torchinductor_$USER``), so the same model built again (re-evaluation, a resumed
+trial, a test rerun) loads in about a second; another
 model of the same architecture compiles anew, because its activation scales are constants in the
 generated code. Where compiling fails (no C++ compiler), one line on stderr says so and the model
 runs the lowered graph eagerly instead: the same oneDNN int8 kernels, without the fused
