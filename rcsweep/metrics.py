@@ -23,8 +23,9 @@
   from the weights themselves (32 if some layer's weights are off an integer grid or not quantized).
 - ``latency_ms_b1`` / ``latency_ms_b128``: median CPU wall time of one forward pass at batch 1 and
   128 (``torch.inference_mode``, ``torch.get_num_threads()`` threads, recorded as
-  ``latency_threads``), on the integer model where one exists (w8a8), otherwise on a float model of
-  the same shape (sub-8-bit and unstructured sparsity get no faster kernels here). In a sweep other
+  ``latency_threads``), on the integer model where one exists (w8a8: torchao's, compiled by
+  Inductor, whose compilation for each batch size happens in the untimed warm-up;
+  :mod:`rcsweep.compress.int8`), otherwise on an eager float model of the same shape (sub-8-bit and unstructured sparsity get no faster kernels here). In a sweep other
   trials may share the machine; benchmarks/bench_compression.py measures on an idle one.
 
 Training FLOPs are estimated as 2 * MACs (one forward) * 3 (forward and backward) per example and
