@@ -15,7 +15,8 @@ equal (a sweep never runs one configuration twice), and ``search: grid`` can enu
 ``random``, ``grid``; no ``search`` or ``search: optuna`` is :data:`rcsweep.samplers.DEFAULT`),
 alone or with its options: ``search: {sampler: tpe, n_startup_trials: 6}``. ``constraints`` bound
 any metric a sweep can optimise: ``constraints: {clean_acc: ">= 0.7", model_bits: "<= 2e6"}``
-(:mod:`rcsweep.constraints`).
+(:mod:`rcsweep.constraints`). ``energy: {cpu_watts: 12, grid_gco2_per_kwh: 445}`` sets how energy is
+estimated where no counter is readable and the CO2 per kWh (:mod:`rcsweep.energy`).
 Parameters that do not apply to a trial's methods (``weight_bits`` without quantization,
 ``sparsity`` without pruning, ``eps_finetune`` without adversarial fine-tuning) are dropped.
 """
@@ -34,6 +35,7 @@ from . import metrics_table
 from .compress_params import StructuredPruneParams, includes
 from .config import FIELD_NAMES, RULES, TrialConfig, applicable, parse_number
 from .constraints import parse_constraints
+from .energy import EnergySettings
 from .errors import ConfigError, UserError, did_you_mean
 from .samplers import ALIASES, DEFAULT, SAMPLERS
 
@@ -102,6 +104,7 @@ class SweepSpec:
     time_budget_s: Optional[float] = None
     max_failures: int = 1
     description: str = ""
+    energy: EnergySettings = field(default_factory=EnergySettings)
 
     # -- trials ------------------------------------------------------------------------------
     def trial_config(self, sampled: dict | None = None, overrides: dict | None = None) -> TrialConfig:
@@ -149,7 +152,7 @@ class SweepSpec:
                 "num_samples": self.num_samples, "max_concurrent": self.max_concurrent,
                 "resources": dict(self.resources), "search_seed": self.search_seed,
                 "trial_timeout_s": self.trial_timeout_s, "time_budget_s": self.time_budget_s,
-                "max_failures": self.max_failures}
+                "max_failures": self.max_failures, "energy": self.energy.to_dict()}
 
     def replace(self, **changes) -> "SweepSpec":
         return parse_sweep({**self.to_dict(), **changes}, self.name)
@@ -228,6 +231,7 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     spec_kw["trial_timeout_s"] = _seconds(data, "trial_timeout_s")
     spec_kw["time_budget_s"] = _seconds(data, "time_budget_s")
     spec_kw["resources"] = _resources(data.get("resources"))
+    spec_kw["energy"] = EnergySettings.from_dict(data.get("energy"))
     refs = data.get("references") or []
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise ConfigError("references", "must be a list of mappings of trial parameters")

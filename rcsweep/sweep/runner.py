@@ -181,7 +181,7 @@ def _trainable(spec: SweepSpec):
 def _param_space(spec: SweepSpec, folder: Path) -> dict:
     return {"_sweep": {"dir": str(folder), "num_samples": spec.total_trials(), "trial_timeout_s": spec.trial_timeout_s,
                        "cpus_per_trial": spec.resources["cpu"],
-                       "constraints": dict(c.to_item() for c in spec.constraints)}}
+                       "constraints": dict(c.to_item() for c in spec.constraints), "energy": spec.energy.to_dict()}}
 
 
 def _trial_dirname(trial) -> str:

@@ -30,6 +30,7 @@ from ray import tune
 from ..config import TrialConfig
 from ..constraints import apply as apply_constraints
 from ..constraints import parse_constraints
+from ..energy import EnergySettings, metric_name
 from ..errors import TrainingCollapsed
 from ..fileio import atomic_write_json
 from ..pipeline import Progress, check_target, continue_trial, load_trial_data, pretrain, save_trial
@@ -49,7 +50,7 @@ class TrialTimeout(RuntimeError):
 
 def sweep_trial(config: dict) -> None:
     """Run one trial. ``config``: ``trial`` (flat TrialConfig), ``reference`` (bool) and ``_sweep``
-    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``constraints``), as :mod:`.search` and
+    (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``constraints``, ``energy``), as :mod:`.search` and
     :mod:`.runner` make it. A finished trial that violates the sweep's constraints is flagged
     ``infeasible`` in its record and row (:func:`rcsweep.constraints.apply`)."""
     sweep = config["_sweep"]
@@ -72,7 +73,7 @@ def sweep_trial(config: dict) -> None:
     torch.set_num_threads(max(1, math.floor(sweep.get("cpus_per_trial", 1))))
     try:
         record = _run(cfg, root, folder, trial_id, sweep.get("trial_timeout_s"),
-                      parse_constraints(sweep.get("constraints")))
+                      parse_constraints(sweep.get("constraints")), EnergySettings.from_dict(sweep.get("energy")))
     except Exception as e:
         upsert_rows(root, [record_to_row(status="failed", error=f"{type(e).__name__}: {e}", **row)])
         if isinstance(e, TrainingCollapsed):
@@ -82,7 +83,8 @@ def sweep_trial(config: dict) -> None:
     tune.report(final_metrics(record))
 
 
-def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, constraints=()) -> dict:
+def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, constraints=(),
+         energy: EnergySettings | None = None) -> dict:
     device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
     started = time.monotonic()
 
@@ -98,13 +100,15 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, c
     on_epoch = lambda s: report("pretrain", epoch=s.epoch + 1, val_clean_acc=s.val_clean_acc)  # noqa: E731
     model, info = PretrainStore(root).model(
         cfg, lambda: pretrain(cfg, data, device, on_epoch), device, who=trial_id,
-        on_wait=lambda: report("waiting for pretraining"))
+        on_wait=lambda: report("waiting for pretraining"), energy=energy)
     if info["trained_here"]:
         _log_stage(folder, "pretrain", key=pretrain_id(cfg), seconds=info["seconds"])
     resumed = _restore(folder)
     if resumed is None:
+        # the pretraining's energy, as flops_pretrain: the whole training, whichever trial ran it
         progress, weights = Progress(times={"time_pretrain_s": time.perf_counter() - t},
-                                     history={"pretrain": info["history"], "pretrained_model": pretrain_id(cfg)}), None
+                                     history={"pretrain": info["history"], "pretrained_model": pretrain_id(cfg)},
+                                     energy={metric_name("pretrain"): info.get("energy_kwh")}), None
     else:
         progress, weights, path = resumed
         _log_stage(folder, "resume", from_stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
@@ -116,7 +120,8 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, timeout_s, c
         last = (p.history.get("finetune") or [{}])[-1] if p.stage == "finetuning" else {}
         report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"))
 
-    model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage)
+    model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage,
+                                         energy=energy)
     apply_constraints(record, constraints)
     save_trial(folder, model, cfg, comp, record)
     _log_stage(folder, "evaluated")
