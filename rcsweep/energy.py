@@ -39,7 +39,8 @@ DEFAULT_GRID_GCO2_PER_KWH = 445.0
 #: the pipeline's stages, as in the ``time_<stage>_s`` metrics; energies are ``energy_kwh_<stage>``
 STAGES = ("pretrain", "compress", "finetune", "evaluate")
 RAPL_FILES = "/sys/class/powercap/intel-rapl:*/energy_uj"
-#: a tracker reading taken less than this long ago (s) is reused: a stage's start is the previous one's end
+#: a tracker reading taken less than this long ago (s) is reused (a stage's start is the previous one's
+#: end): the counters' energy of a shorter span goes to the next; CPU seconds are always read afresh
 REUSE_S = 0.5
 
 
@@ -108,24 +109,24 @@ class ProcessMeter:
         self.rapl = tracker is not None and rapl_readable()  # codecarbon reads RAPL first where it can
         self.gpu = False  # whether codecarbon found a GPU (NVML), known after the first reading
         self._totals = [0.0, 0.0]  # rapl kWh, gpu kWh since the tracker started
-        self._last: Optional[tuple[float, Mark]] = None
+        self._read_at: Optional[float] = None  # perf_counter of the last tracker reading
         if tracker is not None:
             tracker.start_task("rcsweep")
 
     def mark(self) -> Mark:
         if self.tracker is not None:  # close the running task, add its energy, open the next
-            if self._last is not None and time.perf_counter() - self._last[0] < REUSE_S:
-                return self._last[1]  # a reading costs ~10 ms of CPU and a thread's stop: share it
-            data = self.tracker.stop_task()
-            if data is not None:
-                self._totals[0] += data.cpu_energy  # with DRAM's counter (rapl_include_dram); RAM's estimate is left out
-                self._totals[1] += data.gpu_energy
-                self.gpu = self.gpu or bool(data.gpu_count)
-            self.tracker.start_task("rcsweep")
-        mark = Mark(time.process_time(), _machine_busy_s() if self.rapl else 0.0, *self._totals)
-        if self.tracker is not None:
-            self._last = (time.perf_counter(), mark)
-        return mark
+            if self._read_at is None or time.perf_counter() - self._read_at >= REUSE_S:
+                self._read_tracker()  # ~10 ms of CPU and a thread's stop: shared by readings close together
+        return Mark(time.process_time(), _machine_busy_s() if self.rapl else 0.0, *self._totals)
+
+    def _read_tracker(self) -> None:
+        data = self.tracker.stop_task()
+        if data is not None:
+            self._totals[0] += data.cpu_energy  # with DRAM's counter (rapl_include_dram); RAM's estimate is left out
+            self._totals[1] += data.gpu_energy
+            self.gpu = self.gpu or bool(data.gpu_count)
+        self.tracker.start_task("rcsweep")
+        self._read_at = time.perf_counter()
 
     def source(self, settings: EnergySettings) -> str:
         cpu = "rapl" if self.rapl else settings.estimate_label

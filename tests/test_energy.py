@@ -71,3 +71,30 @@ def test_codecarbon_runs_offline_and_only_counters_replace_the_estimate(monkeypa
             assert meter.source(settings).startswith("estimate: cpu_seconds x 12 W")
     finally:
         meter.tracker.stop()
+
+
+def test_readings_close_together_share_one_tracker_reading(monkeypatch):
+    from types import SimpleNamespace
+
+    from rcsweep import energy
+
+    class Tracker:  # codecarbon's task API, counted
+        reads = 0
+
+        def start_task(self, name):
+            pass
+
+        def stop_task(self):
+            Tracker.reads += 1
+            return SimpleNamespace(cpu_energy=1e-6, gpu_energy=0.0, gpu_count=0)
+
+    monkeypatch.setattr(energy, "REUSE_S", 60.0)  # every reading below falls within it, however loaded the machine
+    meter = ProcessMeter(Tracker())
+    start = meter.mark()
+    _busy(0.05)
+    end = meter.mark()
+    assert Tracker.reads == 1  # the second reading reused the first's counters...
+    assert meter.kwh_since(start, EnergySettings(), end) > 0  # ...but read the CPU seconds afresh
+    monkeypatch.setattr(energy, "REUSE_S", 0.0)
+    meter.mark()
+    assert Tracker.reads == 2
