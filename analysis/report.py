@@ -19,8 +19,8 @@ from . import plots
 from .common import (compression_level, exclusion_counts, is_reference, load_sweep, n_test, pretrain_seconds, route,
                      split_usable, to_csv)
 from .pareto import DEFAULT_OBJECTIVES, pareto_analysis
-from .tables import (accuracy_long, compression_curves, compute_table, flagged_rows, recovery_table,
-                     robustness_curves, study_table, wilson_interval)
+from .tables import (STAGE_ENERGY, accuracy_long, compression_curves, compute_table, energy_sources, flagged_rows,
+                     recovery_table, robustness_curves, study_table, wilson_interval)
 
 
 def md_table(df: pd.DataFrame, index: bool = True) -> str:
@@ -51,6 +51,27 @@ def _front_table(result, ntest: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def energy_kind(sources: str) -> str:
+    """How the energies in a table were obtained, for its headers: ``estimated``, ``measured``,
+    ``measured or estimated`` (see the source column) or "" (none recorded)."""
+    kinds = {"estimated" if s.startswith("estimate") else "measured" for s in sources.split("; ") if s}
+    return " or ".join(sorted(kinds, reverse=True)) if kinds else ""
+
+
+def energy_note(sources: str) -> str:
+    """A sentence saying where the energies come from, estimates named as such."""
+    if not sources:
+        return "No energy was recorded (sweeps run before rcsweep measured it). "
+    kind = energy_kind(sources)
+    return (f"Energy ({kind}; `energy_source`: {sources}) is a RAPL or NVML counter where the machine has a readable "
+            "one, otherwise an **estimate**: the CPU seconds of the trial's process x the sweep's "
+            "`energy.cpu_watts` per busy core. ")
+
+
+def _kwh(v) -> str:
+    return f"{v:.3g}" if v == v else "–"
+
+
 def _compute_md(t: pd.DataFrame) -> str:
     show = pd.DataFrame({"route, compression": t["label"]})
     for c, name in (("time_pretrain_s", "pretrain (s)"), ("time_compress_s", "compress (s)"),
@@ -59,6 +80,12 @@ def _compute_md(t: pd.DataFrame) -> str:
             show[name] = t[c].map(lambda v: f"{v:.2f}")
     show["pretrain FLOPs"] = t["flops_pretrain"].map(lambda v: f"{v:.3g}")
     show["fine-tune FLOPs"] = t["flops_finetune"].map(lambda v: f"{v:.3g}")
+    kind = energy_kind("; ".join(t["energy_source"]))
+    for c, stage in zip(STAGE_ENERGY, ("pretrain", "compress", "fine-tune", "evaluate")):
+        if c in t and kind:
+            show[f"{stage} kWh ({kind})"] = t[c].map(_kwh)
+    if " or " in kind:
+        show["energy source"] = t["energy_source"]
     show["training FLOPs vs full adversarial training"] = t["flops_vs_full_adv"].map(
         lambda v: f"{v:.2f}x" if v == v else "–")
     show["robust acc %"] = t["robust_acc"].map(lambda v: f"{100 * v:.1f}")
@@ -74,6 +101,10 @@ def _recovery_md(r: pd.DataFrame) -> str:
                          "AFT FLOPs / adv training": r["AFT flops / adv training"].map(lambda v: f"{v:.3f}"),
                          "AFT time / adv training": r["AFT time / adv training"].map(
                              lambda v: f"{v:.3f}" if v == v else "–")})
+    kind = energy_kind("; ".join(r["energy_source"]))
+    if kind:
+        show[f"AFT energy / adv training ({kind})"] = r["AFT energy / adv training"].map(
+            lambda v: f"{v:.3f}" if v == v else "–")
     return md_table(show, index=False)
 
 
@@ -224,11 +255,12 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
 
     comp = compute_table(usable)
     to_csv(comp, out / "compute.csv")
-    md += ["## Compute\n", "Mean wall-clock time per stage and estimated training FLOPs (2 x MACs x 3 for forward "
-           "and backward, x (1 + attack steps) for adversarial examples). \"Full adversarial training\" is "
-           "adversarial pretraining without fine-tuning, at the same compression level (else dense). A trial "
-           "that reused a shared pretrained model shows that model's pretraining time only if the sweep "
-           "recorded it.\n", _compute_md(comp)]
+    md += ["## Compute\n", "Mean wall-clock time, energy (kWh) and estimated training FLOPs (2 x MACs x 3 for "
+           "forward and backward, x (1 + attack steps) for adversarial examples) per stage. "
+           "\"Full adversarial training\" is adversarial pretraining without fine-tuning, at the same compression "
+           "level (else dense). A trial that reused a shared pretrained model shows that model's pretraining time "
+           "only if the sweep recorded it; its pretraining energy, like its FLOPs, is the whole pretraining's. "
+           + energy_note(energy_sources(usable)) + "\n", _compute_md(comp)]
 
     rec = recovery_table(usable, ntest, pretrain_seconds(folder, usable))
     if not rec.empty:
@@ -238,7 +270,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
                "adversarially fine-tuned (std+AFT), and of the adversarially pretrained model compressed (adv) and "
                "fine-tuned (adv+AFT); the share of adv's robust accuracy std+AFT reaches; and the cost of the "
                "adversarial fine-tuning against full adversarial training (the adversarial pretraining), in "
-               "training FLOPs and wall time (pretraining time summed from its epochs).\n", _recovery_md(rec)]
+               "training FLOPs, wall time (pretraining time summed from its epochs) and energy. "
+               + energy_note("; ".join(sorted({x for s in rec["energy_source"] for x in s.split("; ") if x}))) + "\n", _recovery_md(rec)]
 
     md += ["## Flagged trials\n", "Finished trials left out of the front and the tables above, with the flag and "
            "its reason: `suspect` (a gradient-masking check failed, or `rcsweep verify` found the robust accuracy "

@@ -1,6 +1,6 @@
 """The study's tables, computed (``analysis.report`` writes them): accuracy per pretraining x
 compression level x fine-tuning with mean, spread over seeds and a 95% confidence interval;
-robustness curves; time and training FLOPs per stage.
+robustness curves; time, energy and training FLOPs per stage.
 
 Confidence interval: Wilson's score interval for a proportion, at the (seed-mean) accuracy with
 ``n = n_test`` test images. It is the test-set sampling uncertainty of one evaluation (1,000
@@ -14,6 +14,7 @@ import math
 import pandas as pd
 
 from rcsweep.config import COMPRESSION, FIELD_NAMES, FINETUNE, PRETRAIN
+from rcsweep.energy import STAGES, metric_name
 
 from .common import compression_level, route
 
@@ -22,7 +23,8 @@ METHOD_FIELDS = ("seed", "pretrain", "compression", "sparsity", "prune_scope", "
                  "quant_scheme", "finetune", "finetune_epochs", "finetune_lr", "eps_finetune", "eps_curve", "eps_pretrain",
                  "eps_ramp_epochs")
 FINETUNE_FIELDS = ("finetune_epochs", "finetune_lr", "eps_finetune")
-STAGE_TIMES = ("time_pretrain_s", "time_compress_s", "time_finetune_s", "time_evaluate_s")
+STAGE_TIMES = tuple(f"time_{s}_s" for s in STAGES)
+STAGE_ENERGY = tuple(metric_name(s) for s in STAGES)
 
 
 def wilson_interval(p: float, n: float, z: float = Z95) -> tuple[float, float]:
@@ -140,15 +142,28 @@ def robustness_curves(df: pd.DataFrame) -> pd.DataFrame:
     return g.agg(mean="mean", std="std", n="count").reset_index()
 
 
+def energy_sources(df: pd.DataFrame) -> str:
+    """The distinct ``energy_source`` values of ``df``'s rows, joined by "; " ("" if none)."""
+    if "energy_source" not in df:
+        return ""
+    return "; ".join(sorted({str(v) for v in df["energy_source"] if isinstance(v, str) and v}))
+
+
 def compute_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean time (s) and training FLOPs per stage for each route x compression level, and the
-    training FLOPs relative to full adversarial training (adversarial pretraining, no fine-tuning)
-    at the same compression level, or of the dense model where that is missing."""
+    """Mean time (s), energy (kWh) and training FLOPs per stage for each route x compression level,
+    the sources of the energies (``energy_source``: measured or estimated), and the training FLOPs
+    relative to full adversarial training (adversarial pretraining, no fine-tuning) at the same
+    compression level, or of the dense model where that is missing."""
     d = label_rows(df).sort_values("_order", kind="stable")
-    cols = [c for c in STAGE_TIMES + ("flops_pretrain", "flops_finetune", "robust_acc") if c in d]
-    t = d.groupby(["route", "compression_level", "pretrain", "finetune"], sort=False)[cols].mean().reset_index()
+    cols = [c for c in STAGE_TIMES + STAGE_ENERGY + ("flops_pretrain", "flops_finetune", "robust_acc") if c in d]
+    keys = ["route", "compression_level", "pretrain", "finetune"]
+    groups = d.groupby(keys, sort=False)
+    t = groups[cols].mean().reset_index()
+    t["energy_source"] = [energy_sources(g) for _, g in groups]
     t["train_flops"] = t.get("flops_pretrain", 0) + t.get("flops_finetune", 0)
     t["train_time_s"] = sum(t[c] for c in ("time_pretrain_s", "time_compress_s", "time_finetune_s") if c in t)
+    train_energy = [metric_name(s) for s in ("pretrain", "compress", "finetune") if metric_name(s) in t]
+    t["train_energy_kwh"] = t[train_energy].sum(axis=1, min_count=len(train_energy)) if train_energy else math.nan
     full = t[(t["pretrain"] == "adversarial") & (t["finetune"] == "none")].set_index("compression_level")["train_flops"]
     dense = full.get("none", math.nan)
     t["flops_vs_full_adv"] = [f / full.get(lvl, dense) if full.get(lvl, dense) else math.nan
@@ -161,8 +176,9 @@ def recovery_table(df: pd.DataFrame, n_test: pd.Series, pretrain_s: pd.Series | 
     """The study's question per compression level: robust accuracy of a standard model compressed and
     adversarially fine-tuned (``std+AFT``) against the adversarially pretrained model compressed
     (``adv``, no fine-tuning; and ``adv+AFT``), the share of ``adv``'s robust accuracy ``std+AFT``
-    reaches, and what each costs: training FLOPs and wall time of the adversarial fine-tuning
-    against those of full adversarial training (adversarial pretraining). Means over seeds, Wilson
+    reaches, and what each costs: training FLOPs, wall time and energy of the adversarial
+    fine-tuning against those of full adversarial training (adversarial pretraining), with the
+    energies' sources (``energy_source``). Means over seeds, Wilson
     95% intervals at the mean; ``pretrain_s``: pretraining wall time per row (see
     :func:`analysis.common.pretrain_seconds`)."""
     d = label_rows(df).sort_values("_order", kind="stable")
@@ -193,8 +209,15 @@ def recovery_table(df: pd.DataFrame, n_test: pd.Series, pretrain_s: pd.Series | 
             row[key] = mean(sub, "pretrain_s")
             if row[key] != row[key]:
                 row[key] = mean(d[d["pretrain"] == mode], "pretrain_s")
+        # energy_kwh_pretrain is the whole pretraining's (as its FLOPs), whichever trial ran it
+        row["AFT energy_kwh"] = mean(aft, metric_name("finetune")) if metric_name("finetune") in g else math.nan
+        row["adv training energy_kwh"] = (mean(adv0, metric_name("pretrain")) if metric_name("pretrain") in g
+                                          else math.nan)
+        row["energy_source"] = energy_sources(pd.concat([aft, adv0]))
         row["AFT flops / adv training"] = row["AFT flops"] / row["adv training flops"]
         row["AFT time / adv training"] = row["AFT time_s"] / row["adv training time_s"]
+        row["AFT energy / adv training"] = (row["AFT energy_kwh"] / row["adv training energy_kwh"]
+                                            if row["adv training energy_kwh"] else math.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 

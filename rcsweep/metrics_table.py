@@ -10,7 +10,8 @@ runs one trial per compression method and checks every applicable metric is pres
 Fields of :class:`Metric`:
 
 - ``unit``: ``fraction`` (accuracies and shares, in [0, 1]), ``count``, ``bits``, ``MACs``,
-  ``BOPs``, ``ms``, ``s``, ``FLOPs``, ``eps`` (pixel units of [0, 1] images), or ``""``;
+  ``BOPs``, ``ms``, ``s``, ``FLOPs``, ``kWh``, ``g`` (grams of CO2eq), ``eps`` (pixel units of
+  [0, 1] images), or ``""``;
 - ``direction``: ``max`` or ``min`` when the metric can be an objective (``None``: it cannot);
 - ``scale``: how :mod:`rcsweep.pareto` maps a value to a hypervolume gain: ``unit`` (values in
   [0, 1]: ``g = v`` for max, ``1 - v`` for min), ``log_dense`` (``-log10(v / dense_model_bits)``),
@@ -33,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-UNITS = ("fraction", "count", "bits", "MACs", "BOPs", "ms", "s", "FLOPs", "eps", "")
+UNITS = ("fraction", "count", "bits", "MACs", "BOPs", "ms", "s", "FLOPs", "kWh", "g", "eps", "")
 SCALES = ("unit", "log_dense", "log_ref", "ratio_ref", None)
 WHEN = ("always", "quant", "int8", "act_quant", "verified", "constrained")
 
@@ -134,6 +135,16 @@ METRICS: tuple[Metric, ...] = (
     # what producing this model alone costs: its pretrained model's whole pretraining (not a share of
     # it, even where a sweep shares that model) plus its fine-tuning
     Metric("flops_route", "FLOPs", "route training compute (FLOPs)", "min", "ratio_ref"),
+    # per-stage energy (rcsweep.energy): a RAPL/NVML counter where readable, else the estimate
+    # cpu_seconds x energy.cpu_watts; energy_source says which. Pretraining as flops_pretrain: the
+    # whole pretraining of the trial's model, whichever trial ran it (None if a reused model lacks it)
+    Metric("energy_kwh_pretrain", "kWh", "pretraining energy (kWh)", "min", "ratio_ref"),
+    Metric("energy_kwh_compress", "kWh", "compression energy (kWh)", "min", "ratio_ref"),
+    Metric("energy_kwh_finetune", "kWh", "fine-tuning energy (kWh)", "min", "ratio_ref"),
+    Metric("energy_kwh_evaluate", "kWh", "evaluation energy (kWh)", "min", "ratio_ref"),
+    Metric("energy_source", "", "energy source", low=None, kind="str"),
+    # the four stages' energy x the sweep's energy.grid_gco2_per_kwh
+    Metric("co2_g", "g", "CO2 of the route and evaluation (g CO2eq)", "min", "ratio_ref"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

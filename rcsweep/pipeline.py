@@ -10,6 +10,7 @@ there, not copied from the host per batch. Models go to the device in ``channels
 """
 from __future__ import annotations
 
+import json
 import random
 import socket
 import time
@@ -28,6 +29,7 @@ from .compress.int8 import integer_check
 from .config import SCHEMA_VERSION, TrialConfig
 from .data import DatasetInfo, dataset_info, load_dataset
 from .device import parse_device, peak_memory_bytes, reset_peak_memory, to_device_
+from .energy import STAGES, EnergySettings, StageClock, metric_name
 from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_json
 from .metrics import count_macs, efficiency, training_flops
@@ -126,12 +128,23 @@ def evaluation_section(result: EvalResult, num_classes: int) -> tuple[dict, dict
     return metrics, evaluation
 
 
+def energy_metrics(energy: dict, settings: EnergySettings, source: str) -> dict:
+    """``energy_kwh_<stage>`` for every stage (None where unknown: a reused model saved without its
+    pretraining's energy), ``energy_source`` and ``co2_g`` (their sum x the grid intensity; None if
+    a stage is unknown)."""
+    kwh = {metric_name(s): energy.get(metric_name(s)) for s in STAGES}
+    known = all(v is not None for v in kwh.values())
+    return {**kwh, "energy_source": source, "co2_g": settings.co2_g(sum(kwh.values())) if known else None}
+
+
 def make_record(cfg: TrialConfig, result: EvalResult, eff: dict, times: dict, flops: dict, history: dict,
-                num_classes: int) -> dict:
+                num_classes: int, energy: dict | None = None) -> dict:
     """The trial record (``record.json``): params, metrics (flags derived by
-    :func:`rcsweep.trial_status.derive_flags`), evaluation, history, versions."""
+    :func:`rcsweep.trial_status.derive_flags`), evaluation, history, versions. ``energy``: from
+    :func:`energy_metrics`."""
     acc, evaluation = evaluation_section(result, num_classes)
-    record = {"schema_version": SCHEMA_VERSION, "params": cfg.to_flat(), "metrics": {**acc, **eff, **times, **flops},
+    record = {"schema_version": SCHEMA_VERSION, "params": cfg.to_flat(),
+              "metrics": {**acc, **eff, **times, **flops, **(energy or {})},
               "evaluation": evaluation, "history": history, "versions": library_versions()}
     return derive_flags(record, num_classes)
 
@@ -141,66 +154,92 @@ class Progress:
     """How far a trial got, as JSON: what a stage checkpoint holds besides the model's weights.
 
     ``stage``: ``pretrained`` -> ``compressed`` -> ``finetuning`` (after each fine-tuning epoch) ->
-    ``evaluated``. ``times`` and ``history`` gather the record's per-stage times and histories.
+    ``evaluated``. ``times``, ``energy`` and ``history`` gather the record's per-stage times
+    (``time_<stage>_s``), energies (``energy_kwh_<stage>``) and histories.
     """
     stage: str = "pretrained"
     finetune_epochs_done: int = 0
     times: dict = field(default_factory=dict)
+    energy: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     dense: dict = field(default_factory=dict)  # macs and params of the dense model
 
 
 def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, progress: Progress, *,
-                   weights: Optional[dict] = None, on_stage=None, on_epoch=None):
+                   weights: Optional[dict] = None, on_stage=None, on_epoch=None,
+                   energy: Optional[EnergySettings] = None):
     """compress -> fine-tune -> evaluate the pretrained dense ``model``, continuing from ``progress``.
 
     ``weights``: the compressed model's state_dict saved with ``progress`` (stage ``compressed`` or
     ``finetuning``); compression is applied again to the pretrained model (deterministic, and it
     rebuilds the masks and quantizers that fine-tuning keeps in force), then these are loaded.
     ``on_stage(progress, model)`` runs after compression and after each fine-tuning epoch, for
-    checkpoints. Returns ``(model, compression, record)``.
+    checkpoints. ``energy``: how energy is estimated where no counter is readable, and the grid
+    intensity (default :class:`~rcsweep.energy.EnergySettings`). Returns ``(model, compression, record)``.
     """
     to_device_(model, device)
+    settings = energy or EnergySettings()
     if not progress.dense:
         progress.dense = {"macs": count_macs(model, data.info.shape),
                           "params": sum(p.numel() for p in model.parameters())}
-    t = time.perf_counter()
+    clock = StageClock(settings)
     seed_everything(cfg.seed)
     comp = compress(model, cfg, data, device)
     to_device_(model, device)  # channel pruning makes new weights
     if weights is not None:
         model.load_state_dict(weights)
     if progress.stage == "pretrained":
-        progress.times["time_compress_s"] = time.perf_counter() - t
+        _stage_done(progress, "compress", clock)
         progress.stage = "compressed"
         if on_stage is not None:
             on_stage(progress, model)
     if progress.stage in ("compressed", "finetuning"):
-        t = time.perf_counter() - progress.times.get("time_finetune_s", 0.0)  # accumulates across restarts
+        clock = StageClock(settings, offset=(progress.times.get("time_finetune_s", 0.0),  # accumulates across restarts
+                                             progress.energy.get(metric_name("finetune"), 0.0)))
         done = progress.history.setdefault("finetune", [])
 
         def epoch_done(stats: EpochStats):
             done.append(vars(stats))
             progress.stage, progress.finetune_epochs_done = "finetuning", stats.epoch + 1
-            progress.times["time_finetune_s"] = time.perf_counter() - t
+            _stage_done(progress, "finetune", clock)
             if on_epoch is not None:
                 on_epoch(stats)
             if on_stage is not None:
                 on_stage(progress, model)
 
         finetune(model, comp, cfg, data, device, epoch_done, start_epoch=progress.finetune_epochs_done)
-        progress.times["time_finetune_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+        _stage_done(progress, "finetune", clock)
+    clock = StageClock(settings)
     result = evaluate_model(model, cfg, data, device)
     int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
     if int_metrics:
         comp.info["int8"] = int_metrics
     eff = {**efficiency(model, cfg, data.info.shape, progress.dense["params"], int_model=int_model), **int_metrics}
-    progress.times["time_evaluate_s"] = time.perf_counter() - t  # accuracy and efficiency (latency) metrics
+    _stage_done(progress, "evaluate", clock)  # accuracy and efficiency (latency) metrics
     progress.stage = "evaluated"
     flops = stage_flops(cfg, progress.dense["macs"], eff["macs"], len(data.train[0]))
     return model, comp, make_record(cfg, result, eff, progress.times, flops, progress.history,
-                                    data.info.num_classes)
+                                    data.info.num_classes, energy_metrics(progress.energy, settings, clock.source))
+
+
+def _stage_done(progress: Progress, stage: str, clock: StageClock) -> None:
+    progress.times[f"time_{stage}_s"], progress.energy[metric_name(stage)] = clock.read()
+
+
+def saved_pretrain_energy(path) -> Optional[float]:
+    """The energy (kWh) of the pretraining of a saved model: ``energy_kwh_pretrain`` of the
+    ``record.json`` beside it, or ``energy_kwh`` of a shared model's ``pretrain.json``; None if
+    neither says."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    for name, key in (("record.json", ("metrics", metric_name("pretrain"))), ("pretrain.json", ("energy_kwh",))):
+        try:
+            value = json.loads((folder / name).read_text())
+            for k in key:
+                value = value[k]
+            return float(value) if value is not None else None
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def runtime_section(device, started: float, **extra) -> dict:
@@ -223,24 +262,28 @@ def save_trial(out_dir, model: nn.Module, cfg: TrialConfig, comp: Compression, r
 
 
 def run_trial(cfg: TrialConfig, out_dir=None, *, data_dir=None, device=None, pretrained_path=None,
-              on_epoch=None) -> dict:
+              on_epoch=None, energy: Optional[EnergySettings] = None) -> dict:
     """Run the whole pipeline; returns the trial record. With ``out_dir``, writes ``record.json``,
-    ``model.pt`` and ``model.json`` there. ``pretrained_path`` reuses a saved pretrained model.
+    ``model.pt`` and ``model.json`` there. ``pretrained_path`` reuses a saved pretrained model (its
+    pretraining energy is read from the ``record.json`` or ``pretrain.json`` beside it).
     ``device``: ``cpu``, ``cuda``, ``cuda:N`` (default: cuda if usable); the record's ``runtime``
-    says where it ran (:func:`runtime_section`)."""
+    says where it ran (:func:`runtime_section`). ``energy``: see :func:`continue_trial`."""
     started = time.time()
     device = resolve_device(device)
     reset_peak_memory(device)
     check_target(cfg)  # an unreachable compression target fails before any training
     data = load_trial_data(cfg, data_dir, device)
-    t = time.perf_counter()
+    clock = StageClock(energy or EnergySettings())
     if pretrained_path is not None:
         model, hist = load_model(pretrained_path, device), "reused"
+        pretrain_kwh = saved_pretrain_energy(pretrained_path)
     else:
         model, hist = pretrain(cfg, data, device, on_epoch)
         hist = [vars(h) for h in hist]
-    progress = Progress(times={"time_pretrain_s": time.perf_counter() - t}, history={"pretrain": hist})
-    model, comp, record = continue_trial(model, cfg, data, device, progress, on_epoch=on_epoch)
+        pretrain_kwh = clock.read()[1]
+    progress = Progress(times={"time_pretrain_s": clock.read()[0]}, history={"pretrain": hist},
+                        energy={metric_name("pretrain"): pretrain_kwh})
+    model, comp, record = continue_trial(model, cfg, data, device, progress, on_epoch=on_epoch, energy=energy)
     record["runtime"] = runtime_section(device, started)
     if out_dir is not None:
         save_trial(out_dir, model, cfg, comp, record)

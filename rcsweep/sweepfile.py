@@ -21,7 +21,9 @@ use up to N CPU threads (:mod:`rcsweep.sweep.store`).
 ``random``, ``grid``; no ``search`` or ``search: optuna`` is :data:`rcsweep.samplers.DEFAULT`),
 alone or with its options: ``search: {sampler: tpe, n_startup_trials: 6}``. ``constraints`` bound
 any metric a sweep can optimise: ``constraints: {clean_acc: ">= 0.7", model_bits: "<= 2e6"}``
-(:mod:`rcsweep.constraints`).
+(:mod:`rcsweep.constraints`). ``energy: {cpu_watts: 12, grid_gco2_per_kwh: 445}`` sets how energy is
+estimated where no counter is readable and the CO2 per kWh (:mod:`rcsweep.energy`); ``tracking:
+{mlflow: URI, tensorboard: true}`` sends every trial to experiment trackers (:mod:`rcsweep.tracking`).
 Parameters that do not apply to a trial's methods (``weight_bits`` without quantization,
 ``sparsity`` without pruning, ``eps_finetune`` without adversarial fine-tuning) are dropped.
 """
@@ -40,8 +42,10 @@ from . import metrics_table
 from .compress_params import StructuredPruneParams, includes
 from .config import FIELD_NAMES, RULES, TrialConfig, applicable, parse_number
 from .constraints import parse_constraints
+from .energy import EnergySettings
 from .errors import ConfigError, UserError, did_you_mean
 from .samplers import ALIASES, DEFAULT, SAMPLERS
+from .tracking import TrackingSpec, check_trackers, parse_tracking
 
 SEARCH = tuple(SAMPLERS.names()) + tuple(a for a in ALIASES if a not in SAMPLERS.names())
 #: what ``search`` may name, for error messages: the samplers, then the aliases of other samplers
@@ -112,6 +116,8 @@ class SweepSpec:
     time_budget_s: Optional[float] = None
     max_failures: int = 1
     description: str = ""
+    energy: EnergySettings = field(default_factory=EnergySettings)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     # -- trials ------------------------------------------------------------------------------
     def trial_config(self, sampled: dict | None = None, overrides: dict | None = None) -> TrialConfig:
@@ -161,7 +167,8 @@ class SweepSpec:
                 "pretrain_resources": dict(self.pretrain_resources) if self.pretrain_resources else None,
                 "search_seed": self.search_seed,
                 "trial_timeout_s": self.trial_timeout_s, "time_budget_s": self.time_budget_s,
-                "max_failures": self.max_failures}
+                "max_failures": self.max_failures, "energy": self.energy.to_dict(),
+                "tracking": self.tracking.to_dict()}
 
     def replace(self, **changes) -> "SweepSpec":
         return parse_sweep({**self.to_dict(), **changes}, self.name)
@@ -185,9 +192,11 @@ TOP_LEVEL = tuple(f.name for f in dataclasses.fields(SweepSpec) if f.name != "se
 
 
 def load_sweep(source, name: str | None = None) -> SweepSpec:
-    """A validated SweepSpec from a YAML path or a dict."""
+    """A validated SweepSpec from a YAML path or a dict, its experiment trackers installed and
+    reachable (:func:`rcsweep.tracking.check_trackers`; a sweep folder's own ``sweep.yaml`` is read
+    with :func:`parse_sweep`, which does not ask)."""
     if isinstance(source, dict):
-        return parse_sweep(source, name or source.get("name") or "sweep")
+        return _checked(parse_sweep(source, name or source.get("name") or "sweep"))
     path = Path(source)
     if not path.is_file():
         raise UserError(f"sweep file {path} does not exist")
@@ -203,7 +212,12 @@ def load_sweep(source, name: str | None = None) -> SweepSpec:
         raise UserError(f"{path} is empty")
     if not isinstance(data, dict):
         raise UserError(f"{path}: a sweep file must be a mapping of fields, got {type(data).__name__}")
-    return parse_sweep(data, name or data.get("name") or path.stem)
+    return _checked(parse_sweep(data, name or data.get("name") or path.stem))
+
+
+def _checked(spec: SweepSpec) -> SweepSpec:
+    check_trackers(spec.tracking)
+    return spec
 
 
 def parse_sweep(data: dict, name: str) -> SweepSpec:
@@ -242,6 +256,8 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     spec_kw["resources"] = _resources(data.get("resources"))
     spec_kw["gpu_fallback"] = _gpu_fallback(data.get("gpu_fallback"))
     spec_kw["pretrain_resources"] = _pretrain_resources(data.get("pretrain_resources"), spec_kw["resources"])
+    spec_kw["energy"] = EnergySettings.from_dict(data.get("energy"))
+    spec_kw["tracking"] = parse_tracking(data.get("tracking"))
     refs = data.get("references") or []
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise ConfigError("references", "must be a list of mappings of trial parameters")

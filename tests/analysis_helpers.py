@@ -20,6 +20,11 @@ def record(pretrain="standard", compression="none", finetune="none", seed=0, cle
                "time_finetune_s": (3.0 * (11 if adv_ft else 1)) if finetune != "none" else 0.0,
                "time_evaluate_s": 1.0, "flops_pretrain": 1e9 * (11 if adv_pre else 1),
                "flops_finetune": (3e8 * (11 if adv_ft else 1)) if finetune != "none" else 0.0}
+    # energy as the estimate: 1e-5 kWh per second of each stage
+    metrics.update({f"energy_kwh_{s}": 1e-5 * metrics[f"time_{s}_s"] for s in ("pretrain", "compress", "finetune",
+                                                                                 "evaluate")})
+    metrics.update(energy_source="estimate: cpu_seconds x 12 W",
+                   co2_g=445 * sum(metrics[f"energy_kwh_{s}"] for s in ("pretrain", "compress", "finetune", "evaluate")))
     return {"params": cfg.to_flat(), "metrics": metrics}
 
 

@@ -90,6 +90,11 @@ def test_report_writes_markdown_tables_and_figures(tmp_path):
         assert section in md, section
     assert "t06" in md and "large_eps" in md and "boom" in md
     assert "| standard pretrain \\| prune 90% |" in md  # a study-table row
+    # energy beside seconds and FLOPs, labelled as the estimate it is (analysis_helpers' records)
+    compute = md.split("## Compute")[1].split("\n## ")[0]
+    header = next(line for line in compute.splitlines() if line.startswith("| route"))
+    assert "pretrain (s)" in header and "pretrain FLOPs" in header and "pretrain kWh (estimated)" in header
+    assert "**estimate**" in compute and "estimate: cpu_seconds x 12 W" in compute
     for name in ("pareto.png", "pareto.svg", "robustness.png", "study_accuracy.csv", "compute.csv"):
         assert (out / name).is_file(), name
 

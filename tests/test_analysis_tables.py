@@ -82,6 +82,27 @@ def test_compute_table_relates_to_full_adversarial_training(sweep):
     assert adv_ft["flops_vs_full_adv"] == pytest.approx(4.3 / 11)
     assert t.loc["adversarial pretrain, none FT, none", "flops_vs_full_adv"] == pytest.approx(1.0)
     assert adv_ft["train_time_s"] == pytest.approx(10 + 0.1 + 33)
+    # energy beside time and FLOPs (analysis_helpers: 1e-5 kWh per stage second), labelled with its source
+    assert adv_ft["energy_kwh_finetune"] == pytest.approx(33e-5)
+    assert adv_ft["train_energy_kwh"] == pytest.approx((10 + 0.1 + 33) * 1e-5)
+    assert adv_ft["energy_source"] == "estimate: cpu_seconds x 12 W"
+
+
+def test_recovery_table_shows_energy_beside_flops_and_time_labelled_as_an_estimate(tmp_path):
+    from analysis.report import _recovery_md, energy_kind, energy_note
+
+    prune = dict(compression="prune", sparsity=0.5, bits=DENSE_BITS // 2, test_size=200)
+    rows = [("sa0", "finished", dict(finetune="adversarial", robust=0.40, **prune)),
+            ("a0", "finished", dict(pretrain="adversarial", robust=0.50, **prune))]
+    folder = write_sweep(tmp_path, rows)
+    usable, _ = split_usable(load_sweep(folder))
+    md = _recovery_md(recovery_table(usable, n_test(folder, usable)))
+    header, _, row = md.splitlines()[:3]
+    assert "AFT FLOPs / adv training" in header and "AFT energy / adv training (estimated)" in header
+    assert row.endswith("| 0.300 | – | 0.300 |")  # 33 s of fine-tuning against 110 s of adversarial pretraining
+    assert energy_kind("estimate: cpu_seconds x 12 W") == "estimated" and energy_kind("rapl") == "measured"
+    assert energy_kind("rapl; estimate: cpu_seconds x 12 W") == "measured or estimated"
+    assert "**estimate**" in energy_note("estimate: cpu_seconds x 12 W")
 
 
 def test_suspect_rows_list_reasons(tmp_path):
@@ -116,6 +137,9 @@ def test_recovery_table_compares_adversarial_fine_tuning_with_adversarial_traini
     assert row["AFT time_s"] == pytest.approx(33.0) and row["adv training time_s"] == pytest.approx(110.0)
     assert row["AFT time / adv training"] == pytest.approx(0.3)
     assert row["std pretrain time_s"] == pytest.approx(11.0)
+    assert row["AFT energy_kwh"] == pytest.approx(33e-5) and row["adv training energy_kwh"] == pytest.approx(110e-5)
+    assert row["AFT energy / adv training"] == pytest.approx(0.3)
+    assert row["energy_source"] == "estimate: cpu_seconds x 12 W"
 
 
 def test_pretrain_seconds_sum_the_epochs_of_the_record(tmp_path):

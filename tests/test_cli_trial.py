@@ -26,10 +26,20 @@ def sweep_file(tmp_path):
 
 def test_trial_writes_outputs_and_applies_overrides(sweep_file, tmp_path, capsys):
     out = tmp_path / "out"
+    sweep_file.write_text(yaml.safe_dump({**SWEEP, "energy": {"cpu_watts": 20, "grid_gco2_per_kwh": 100}}))
     rc = main(["trial", str(sweep_file), "--set", "finetune=adversarial", "eps_finetune=8/255",
                "eps_curve=[0.05, 0.1]", "--out", str(out)])
     assert rc == 0
     rec = json.loads((out / "record.json").read_text())
+    # energy per stage with its source: the sweep file's wattage where no RAPL counter is readable
+    m, stages = rec["metrics"], ("pretrain", "compress", "finetune", "evaluate")
+    assert all(m[f"energy_kwh_{s}"] > 0 for s in ("pretrain", "finetune", "evaluate"))
+    assert m["co2_g"] == pytest.approx(100 * sum(m[f"energy_kwh_{s}"] for s in stages))
+    from rcsweep.energy import rapl_readable
+
+    if not rapl_readable():
+        assert m["energy_source"] == "estimate: cpu_seconds x 20 W"
+    assert f"({m['energy_source']}), CO2" in capsys.readouterr().out
     p = rec["params"]
     assert p["finetune"] == "adversarial" and p["eps_finetune"] == pytest.approx(8 / 255)
     assert p["pretrain"] == "standard"  # searched, not set: its default (TrialConfig's)

@@ -45,6 +45,11 @@ def test_every_declared_metric_is_written_by_a_trial_that_should_write_it(record
     assert not metrics_table.invalid(metrics), metrics_table.invalid(metrics)
     # what this model alone cost: its pretrained model's whole pretraining (shared or not) + its fine-tuning
     assert metrics["flops_route"] == metrics["flops_pretrain"] + metrics["flops_finetune"] > 0
+    # energy per stage, the reused pretraining's read from the record beside its model (rcsweep.energy)
+    stages = [metrics[f"energy_kwh_{s}"] for s in ("pretrain", "compress", "finetune", "evaluate")]
+    assert metrics["energy_kwh_pretrain"] == records["dense"]["metrics"]["energy_kwh_pretrain"] > 0
+    assert metrics["energy_kwh_evaluate"] > 0 and (metrics["energy_kwh_finetune"] > 0 or rec["params"]["finetune"] == "none")
+    assert metrics["co2_g"] == pytest.approx(sum(stages) * 445.0) and metrics["energy_source"]
     assert "infeasible_reason" not in metrics  # the sweep writes it, for constrained sweeps
 
 

@@ -82,7 +82,7 @@ def cmd_trial(args) -> int:
     load_dataset(cfg.dataset, "test", data_dir=args.data_dir, test_size=1)  # missing data: fail before training
     print(f"trial: {json.dumps({k: v for k, v in cfg.to_flat().items() if v is not None})}", flush=True)
     try:
-        record = run_trial(cfg, out, data_dir=args.data_dir, device=device)
+        record = run_trial(cfg, out, data_dir=args.data_dir, device=device, energy=spec.energy)
     except TrainingCollapsed as e:
         sys.stderr.write(f"rcsweep: trial failed: {e}\n")
         return 1
@@ -90,6 +90,9 @@ def cmd_trial(args) -> int:
     print(f"device {record['runtime']['device']} ({record['runtime']['device_name']}), precision {cfg.precision}")
     print(f"clean_acc {m['clean_acc']:.4f}  robust_acc {m['robust_acc']:.4f} (eps {cfg.eps_eval:.4g}, {cfg.norm})"
           f"  model_bits {m['model_bits']:.3g}" + (f"  SUSPECT: {m['suspect_reason']}" if m["suspect"] else ""))
+    stages = [m[k] for k in m if k.startswith("energy_kwh_")]
+    print(f"energy {sum(stages):.3g} kWh ({m['energy_source']}), CO2 {m['co2_g']:.3g} g at "
+          f"{spec.energy.grid_gco2_per_kwh:g} g/kWh")
     if m.get("degenerate"):
         print(f"DEGENERATE: {m['degenerate_reason']}")
     if record["evaluation"].get("weak_eval"):

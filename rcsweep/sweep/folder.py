@@ -28,7 +28,7 @@ import yaml
 from ..errors import UserError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..results import COLUMNS, RESULTS_FILE, locked, read_rows
-from ..sweepfile import SweepSpec, load_sweep
+from ..sweepfile import SweepSpec, load_sweep, parse_sweep
 
 SWEEP_FILE = "sweep.yaml"
 TUNE_DIR = "tune"
@@ -115,7 +115,7 @@ def read_sweep_file(folder) -> tuple[SweepSpec, dict]:
         raise UserError(f"{folder} is not a rcsweep sweep folder (no {SWEEP_FILE})")
     doc = yaml.safe_load(path.read_text()) or {}
     prov = doc.pop("provenance", {}) if isinstance(doc, dict) else {}
-    return load_sweep(doc), prov
+    return parse_sweep(doc, doc.get("name") or "sweep"), prov  # its trackers are checked where used
 
 
 def read_spec(folder) -> SweepSpec:

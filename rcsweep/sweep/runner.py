@@ -28,6 +28,7 @@ from ray import tune
 from ..errors import ConfigError, UserError
 from ..results import read_rows, upsert_rows
 from ..sweepfile import SweepSpec
+from ..tracking import check_trackers
 from .folder import (SEARCH_FILE, TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
                      new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, search_exhausted,
                      stop_left_behind, write_driver, write_spec)
@@ -35,6 +36,7 @@ from .progress import SweepProgress
 from .search import build_searcher
 from .summary import format_status, pareto_front, sweep_status
 from .trainable import COLLAPSED_FILE, TRIALS_DIR, sweep_trial
+from .trackers import tracker_callbacks
 
 # Tune saves its experiment state at most this often (seconds): a driver killed between two saves
 # loses only the trials it started since the last one (see _reconcile); a trial's progress is in its
@@ -94,7 +96,8 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
                            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(folder), verbose=0,
                                                      failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_TUNE_CHECKPOINTS),
-                                                     callbacks=[SweepProgress(folder, spec.objectives, spec.total_trials())]))
+                                                     callbacks=[SweepProgress(folder, spec.objectives, spec.total_trials()),
+                                                                *tracker_callbacks(spec)]))
         return _fit(tuner, folder, quiet, owned_ray)
 
 
@@ -105,6 +108,7 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
     last checkpoint)."""
     folder = Path(folder).expanduser().resolve()
     spec, _ = read_sweep_file(folder)
+    check_trackers(spec.tracking)
     if not (folder / TUNE_DIR / "tuner.pkl").is_file():
         raise UserError(f"{folder} has no Ray Tune state ({TUNE_DIR}/tuner.pkl): it never started; run it again")
     driver = read_driver(folder)
@@ -182,7 +186,7 @@ def _param_space(spec: SweepSpec, folder: Path) -> dict:
     return {"_sweep": {"dir": str(folder), "num_samples": spec.total_trials(), "trial_timeout_s": spec.trial_timeout_s,
                        "cpus_per_trial": spec.resources["cpu"], "gpu_fallback": spec.gpu_fallback,
                        "pretrain_cpus": (spec.pretrain_resources or {}).get("cpu"),
-                       "constraints": dict(c.to_item() for c in spec.constraints)}}
+                       "constraints": dict(c.to_item() for c in spec.constraints), "energy": spec.energy.to_dict()}}
 
 
 def _trial_dirname(trial) -> str:

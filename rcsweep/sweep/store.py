@@ -1,8 +1,8 @@
 """Shared pretraining: each distinct pretraining configuration is trained once per sweep folder.
 
 ``DIR/pretrained/<key>/`` holds ``model.pt`` + ``model.json`` (the dense model, loaded like any
-rcsweep model) and ``pretrain.json`` (the configuration key, the training history and seconds,
-which trial trained it), written last: its presence marks the model complete. ``<key>`` is a hash
+rcsweep model) and ``pretrain.json`` (the configuration key, the training history, seconds and
+energy with its source (:mod:`rcsweep.energy`), which trial trained it), written last: its presence marks the model complete. ``<key>`` is a hash
 of ``TrialConfig.pretrain_key()``. Every trial loads its model from there, so the store works
 across Ray nodes (on shared storage) and after a resume; the driver holds no models.
 
@@ -40,6 +40,7 @@ from typing import Callable
 
 from ..checkpoint import load_model, save_model
 from ..config import TrialConfig
+from ..energy import EnergySettings, StageClock
 from ..errors import CheckpointError
 from ..fileio import atomic_write_json
 
@@ -77,10 +78,11 @@ class PretrainStore:
         return self.root / pretrain_id(cfg)
 
     def model(self, cfg: TrialConfig, train: Callable[[], tuple], device="cpu", who: str = "",
-              on_wait: Callable[[], None] | None = None):
+              on_wait: Callable[[], None] | None = None, energy: EnergySettings | None = None):
         """``(model, info)``: the pretrained model for ``cfg``, trained here by ``train() -> (model,
         history)`` only if no trial has trained it. ``info`` is ``pretrain.json`` plus
-        ``trained_here``. ``on_wait`` is called once if another trial holds the lock."""
+        ``trained_here``. ``on_wait`` is called once if another trial holds the lock. ``energy``:
+        the settings the training's energy is measured with."""
         folder = self.folder(cfg)
         if _complete(folder):
             try:
@@ -96,11 +98,12 @@ class PretrainStore:
                     folder.rename(folder.with_name(f"{folder.name}.corrupt-{int(time.time())}"))
             folder.mkdir(parents=True, exist_ok=True)
             _log(folder, "start", who)
-            t = time.perf_counter()
+            clock = StageClock(energy or EnergySettings())
             model, history = train()
-            seconds = time.perf_counter() - t
+            seconds, kwh = clock.read()
             save_model(model, folder, dense_config(cfg), {"compression": {"method": "none"}})
-            info = {"key": cfg.pretrain_key(), "seconds": seconds, "trained_by": who,
+            info = {"key": cfg.pretrain_key(), "seconds": seconds, "energy_kwh": kwh,
+                    "energy_source": clock.source, "trained_by": who,
                     "history": [vars(h) if not isinstance(h, dict) else h for h in history]}
             atomic_write_json(folder / "pretrain.json", info)
             _log(folder, "done", who, seconds=seconds)

@@ -38,6 +38,7 @@ from ..config import TrialConfig
 from ..constraints import apply as apply_constraints
 from ..constraints import parse_constraints
 from ..device import placement_device, reset_peak_memory
+from ..energy import EnergySettings, metric_name
 from ..errors import TrainingCollapsed
 from ..fileio import atomic_write_json
 from ..pipeline import (Progress, check_target, continue_trial, load_trial_data, pretrain, runtime_section,
@@ -59,8 +60,8 @@ class TrialTimeout(RuntimeError):
 def sweep_trial(config: dict) -> None:
     """Run one trial. ``config``: ``trial`` (flat TrialConfig), ``reference`` (bool) and ``_sweep``
     (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``gpu_fallback``, ``pretrain_cpus``,
-    ``constraints``), as :mod:`.search` and :mod:`.runner` make it. A finished trial that violates
-    the sweep's constraints is flagged ``infeasible`` in its record and row
+    ``constraints``, ``energy``), as :mod:`.search` and :mod:`.runner` make it. A finished trial that
+    violates the sweep's constraints is flagged ``infeasible`` in its record and row
     (:func:`rcsweep.constraints.apply`)."""
     started = time.time()
     sweep = config["_sweep"]
@@ -100,6 +101,7 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
         print(f"rcsweep: trial {trial_id}: {placement['fallback']}", file=sys.stderr)
     reset_peak_memory(device)
     timeout_s, constraints = sweep.get("trial_timeout_s"), parse_constraints(sweep.get("constraints"))
+    energy = EnergySettings.from_dict(sweep.get("energy"))
     started_clock = time.monotonic()
 
     def report(stage: str, checkpoint_dir: Path | None = None, **metrics):
@@ -130,13 +132,16 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
         finally:
             torch.set_num_threads(own)
 
-    model, info = store.model(cfg, train, device, who=trial_id, on_wait=lambda: report("waiting for pretraining"))
+    model, info = store.model(cfg, train, device, who=trial_id, on_wait=lambda: report("waiting for pretraining"),
+                              energy=energy)
     if info["trained_here"]:
         _log_stage(folder, "pretrain", key=pretrain_id(cfg), seconds=info["seconds"], threads=max(threads_used))
     resumed = _restore(folder)
     if resumed is None:
+        # the pretraining's energy, as flops_pretrain: the whole training, whichever trial ran it
         progress, weights = Progress(times={"time_pretrain_s": time.perf_counter() - t},
-                                     history={"pretrain": info["history"], "pretrained_model": pretrain_id(cfg)}), None
+                                     history={"pretrain": info["history"], "pretrained_model": pretrain_id(cfg)},
+                                     energy={metric_name("pretrain"): info.get("energy_kwh")}), None
     else:
         progress, weights, path = resumed
         _log_stage(folder, "resume", from_stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
@@ -148,7 +153,8 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
         last = (p.history.get("finetune") or [{}])[-1] if p.stage == "finetuning" else {}
         report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"))
 
-    model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage)
+    model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage,
+                                         energy=energy)
     apply_constraints(record, constraints)
     record["runtime"] = runtime_section(device, started, node=node,
                                         **{k: v for k, v in placement.items() if k != "device"})
