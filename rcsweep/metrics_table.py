@@ -177,11 +177,18 @@ def is_percent(name: str) -> bool:
     return m is not None and m.unit == "fraction"
 
 
+def _given(value) -> bool:
+    """A parameter that applies: not None, not a blank or NaN cell of results.csv."""
+    return value is not None and value != "" and not (isinstance(value, float) and math.isnan(value))
+
+
 def applies(m: Metric, params: dict) -> bool:
-    """Whether a trial with these (flat) parameters writes metric ``m``."""
-    comp = str(params.get("compression") or "none")
-    quant = comp.endswith("quant")
+    """Whether a trial with these (flat) parameters writes metric ``m``. A trial quantizes when it
+    has a ``weight_bits``: the configuration gives it one exactly when its compression method has a
+    quantization part (:mod:`rcsweep.compress_params`), whatever the method is called."""
     wb, ab = params.get("weight_bits"), params.get("act_bits")
+    quant = _given(wb)
+    wb, ab = (wb if quant else None), (ab if _given(ab) else None)
     if m.when == "always":
         return True
     if m.when == "quant":

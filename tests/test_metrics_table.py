@@ -1,6 +1,7 @@
 """The metric table (rcsweep.metrics_table) is the one list of metric names: every metric it
 declares is written by every trial that should write it, every metric a trial writes is declared,
 and results.csv, the sweep-file schema and the figures read their names from it."""
+import dataclasses
 import pytest
 
 from analysis import pareto, style
@@ -114,3 +115,16 @@ def test_every_reader_takes_its_names_from_the_table():
         if m.scale in ("log_ref", "log_dense"):
             assert m.name in core_pareto.LOG_COLUMNS
     assert pareto.DEFAULT_OBJECTIVES == "robust_acc:max,model_bits:min"
+
+
+def test_which_metrics_apply_follows_the_parameters_not_the_method_name():
+    """A compression method that quantizes is known by its quantization parameters (the registry
+    gives them exactly to such methods), not by a name ending in ``quant``."""
+    int8 = next(m for m in metrics_table.METRICS if m.when == "int8")
+    act = dataclasses.replace(int8, when="act_quant")  # the table names no such metric today; its rule still holds
+    assert metrics_table.applies(act, {"compression": "lowrank_then_int", "weight_bits": 4, "act_bits": 8})
+    assert metrics_table.applies(int8, {"compression": "my_quantizer", "weight_bits": 8, "act_bits": 8})
+    # no quantization part: no weight_bits (None in a record, a blank or NaN cell in results.csv)
+    for blank in (None, "", float("nan")):
+        assert not metrics_table.applies(act, {"compression": "fake_quant", "weight_bits": blank, "act_bits": 8})
+    assert not metrics_table.applies(act, {"compression": "quant", "weight_bits": 8, "act_bits": float("nan")})

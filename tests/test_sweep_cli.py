@@ -98,6 +98,20 @@ def test_storage_uri_that_is_not_local_is_refused(tmp_path, capsys):
     assert rc == 2 and "--storage: s3:// storage is not supported" in out.err
 
 
+@pytest.mark.parametrize("make", ["missing", "empty", "incomplete"])
+def test_pretrained_from_without_a_complete_model_is_refused_before_ray_starts(make, tmp_path, capsys):
+    source = tmp_path / "old"
+    if make != "missing":
+        (source / "pretrained" / "0123456789abcdef").mkdir(parents=True)
+    if make == "incomplete":  # a pretraining that never finished: model.pt but no pretrain.json
+        (source / "pretrained" / "0123456789abcdef" / "model.pt").write_bytes(b"")
+    rc, out = _run_cli(["run", _write(tmp_path, "good", GOOD), "--storage", tmp_path / "store",
+                        "--pretrained-from", source], capsys)
+    assert rc == 2 and len(out.err.strip().splitlines()) == 1
+    assert f"--pretrained-from: {source} holds no complete pretrained model" in out.err
+    assert not (tmp_path / "store").exists()
+
+
 def test_validate_prints_count_space_and_cost(tmp_path, capsys):
     rc, out = _run_cli(["validate", _write(tmp_path, "good", {**GOOD, "search": "grid"})], capsys)
     assert rc == 0

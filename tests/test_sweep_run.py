@@ -90,6 +90,25 @@ def test_status_reads_results_csv(tiny, capsys):
     assert "usable trials, hypervolume " in out.split("Pareto front: ")[1].splitlines()[0]
 
 
+def test_a_sweep_run_with_pretrained_from_loads_the_other_sweeps_models(tiny, tmp_path):
+    """``rcsweep run --pretrained-from``: a matching pretraining is loaded, never trained again;
+    one that no model matches is trained as usual; the provenance names what was copied."""
+    from rcsweep.sweep.runner import run_sweep
+    from rcsweep.sweep.store import pretrain_id
+
+    sweep = {"name": "reuse", "fixed": {**FIXED, "finetune": "none"}, "space": {"seed": {"choice": [0, 3]}},
+             "search": "grid", "max_concurrent": 1}
+    out = run_sweep(sweep, storage=tmp_path, pretrained_from=tiny.folder, quiet=True)
+    assert (out.finished, out.failed) == (2, 0)
+    events = trainings(out.folder)
+    seeded, fresh = pretrain_id(TrialConfig(**{**FIXED, "seed": 0})), pretrain_id(TrialConfig(**{**FIXED, "seed": 3}))
+    assert events[seeded] == trainings(tiny.folder)[seeded] == ["start", "done"]  # copied, not run here
+    assert events[fresh] == ["start", "done"]  # no model for seed 3: trained here
+    assert sum(e["stage"] == "pretrain" for log in stage_logs(out.folder).values() for e in log) == 1
+    prov = yaml.safe_load((out.folder / "sweep.yaml").read_text())["provenance"]["pretrained_from"]
+    assert prov["source"] == str(tiny.folder.resolve()) and seeded in prov["models"]
+
+
 def test_resume_extends_and_retries_failed_without_rerunning_a_finished_trial(tiny):
     from rcsweep.sweep.runner import resume_sweep
 

@@ -18,6 +18,9 @@ def register(sub) -> None:
     r.add_argument("--search-seed", type=int, help="seed of the search (overrides the file)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix a trial parameter for the whole sweep (YAML value; repeatable), e.g. --set seed=1")
+    r.add_argument("--pretrained-from", metavar="DIR",
+                   help="reuse the pretrained models of another sweep folder (copied into the new one; "
+                        "a trial whose pretraining configuration matches one loads it instead of training)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("resume", help="continue a stopped sweep, or extend a finished one",
@@ -64,11 +67,15 @@ def cmd_run(args) -> int:
     sets = parse_sets(args.set)
     new_folder(args.storage, _checked(args.sweep, args.name, sets, num_samples=args.num_samples,
                                       max_concurrent=args.max_concurrent, search_seed=args.search_seed))
+    if args.pretrained_from is not None:
+        from ..sweep.store import pretrained_models
+
+        pretrained_models(args.pretrained_from)
     from ..sweep.runner import run_sweep
 
     return run_sweep(args.sweep, name=args.name, storage=args.storage, address=args.address,
                      num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-                     search_seed=args.search_seed, sets=sets).exit_code
+                     search_seed=args.search_seed, sets=sets, pretrained_from=args.pretrained_from).exit_code
 
 
 def cmd_resume(args) -> int:

@@ -34,6 +34,7 @@ from .folder import (SEARCH_FILE, TUNE_DIR, add_resume, clear_driver, driver_ali
                      stop_left_behind, write_driver, write_spec)
 from .progress import SweepProgress
 from .search import build_searcher
+from .store import pretrained_models, seed_store
 from .summary import format_status, pareto_front, sweep_status
 from .trainable import COLLAPSED_FILE, TRIALS_DIR, sweep_trial
 from .trackers import tracker_callbacks
@@ -68,7 +69,8 @@ class SweepOutcome:
 
 
 def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=None, max_concurrent=None,
-              search_seed=None, *, sets: dict | None = None, argv=None, quiet: bool = False) -> SweepOutcome:
+              search_seed=None, *, sets: dict | None = None, pretrained_from=None, argv=None,
+              quiet: bool = False) -> SweepOutcome:
     """Run the sweep in ``path_or_dict`` (a YAML path or a dict) into ``STORAGE/NAME``.
 
     Args:
@@ -77,16 +79,23 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
         address: a Ray cluster to join (default: ``RAY_ADDRESS``, else a new local Ray).
         num_samples, max_concurrent, search_seed: override the sweep file's values.
         sets: trial parameters fixed for this sweep (``--set``), e.g. ``{"seed": 1}``.
+        pretrained_from: a sweep folder whose complete pretrained models are copied into the new
+            one first (:func:`.store.seed_store`); trials with a matching pretraining load them.
         argv: the command line, recorded as provenance (default ``sys.argv``).
     """
     spec = resolve_spec(path_or_dict, name, sets, num_samples=num_samples, max_concurrent=max_concurrent,
                         search_seed=search_seed)
     folder = new_folder(storage, spec)
     prov = provenance(argv, path_or_dict if not isinstance(path_or_dict, dict) else None)
+    if pretrained_from is not None:
+        pretrained_models(pretrained_from)  # nothing to reuse: one line before Ray starts
     with ray_session(address) as (nodes, owned_ray):
         check_resources(spec, nodes)
         folder.mkdir(parents=True)
         check_shared(folder, nodes)
+        if pretrained_from is not None:
+            prov["pretrained_from"] = {"source": str(Path(pretrained_from).expanduser().resolve()),
+                                       "models": seed_store(folder, pretrained_from)}
         write_spec(folder, spec, prov)
         upsert_rows(folder, [])
         tuner = tune.Tuner(_trainable(spec), param_space=_param_space(spec, folder),

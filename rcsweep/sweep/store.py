@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from typing import Callable
 from ..checkpoint import load_model, save_model
 from ..config import TrialConfig
 from ..energy import EnergySettings, StageClock
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UserError
 from ..fileio import atomic_write_json
 
 STORE_DIR = "pretrained"
@@ -50,6 +51,35 @@ STORE_DIR = "pretrained"
 def pretrain_id(cfg: TrialConfig) -> str:
     """A stable 16-hex-digit name for ``cfg``'s pretraining configuration."""
     return hashlib.sha256(json.dumps(cfg.pretrain_key(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pretrained_models(source) -> list[Path]:
+    """The complete pretrained models (``<key>/`` folders holding ``pretrain.json``) of ``source``:
+    a sweep folder (its ``pretrained/``) or a ``pretrained/`` folder itself. Raises ``UserError``
+    naming ``source`` when it holds none."""
+    src = Path(source).expanduser()
+    store = src / STORE_DIR if (src / STORE_DIR).is_dir() else src
+    found = sorted(d for d in store.glob("*") if d.is_dir() and _complete(d)) if store.is_dir() else []
+    if not found:
+        raise UserError(f"--pretrained-from: {source} holds no complete pretrained model "
+                        f"(expected {STORE_DIR}/<key>/pretrain.json in a sweep folder)")
+    return found
+
+
+def seed_store(sweep_dir, source) -> list[str]:
+    """Copy the complete pretrained models of ``source`` (see :func:`pretrained_models`) into the
+    new sweep folder ``sweep_dir``'s store, so that trials whose pretraining configuration matches
+    one of them load it instead of training it (``rcsweep run --pretrained-from``). Models are
+    matched by their key (:func:`pretrain_id`), so a model no trial asks for is simply never used.
+    Returns the keys copied; a key already in the store is kept as it is."""
+    root = Path(sweep_dir) / STORE_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for folder in pretrained_models(source):
+        if not (root / folder.name).exists():
+            shutil.copytree(folder, root / folder.name)
+            copied.append(folder.name)
+    return copied
 
 
 def dense_config(cfg: TrialConfig) -> TrialConfig:
