@@ -13,8 +13,12 @@ torch through and through and importing any of them runs ``rcsweep.compress.__in
 torch and the configuration itself. So the parameter declarations, which need neither, live here;
 each :class:`~rcsweep.compress.base.Compressor` points at its class (``Params``), and the contract
 suite (tests/test_compress_contract.py) checks that ``COMPRESSORS`` and this registry name the same
-methods with the same parts. A new compressor is its module in ``rcsweep/compress/``, its parameter
-class and one line here, and one line in ``rcsweep/compress/__init__.py``.
+methods with the same parts. A new compressor is its module in ``rcsweep/compress/`` (a
+:class:`~rcsweep.compress.base.Compressor` whose ``Params`` is its parameter class), its parameter
+class here, naming that module in ``compressor`` (and its key in a chain's ``info``, ``part``), and
+**one registration line** here: ``rcsweep.compress`` builds its ``COMPRESSORS`` from this registry,
+importing each part's compressor by name (so this module stays torch-free) and chaining the parts
+of a multi-part method.
 
 A parameter several methods take (``sparsity``) has one definition (:func:`_sparsity`) that each
 method's class uses, and :func:`trial_params` refuses two declarations of one name that differ.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .method_params import MethodParams, choice, param, same_declaration
 from .registry import Registry
@@ -44,6 +49,9 @@ def _bits(what: str):
 class UnstructuredPruneParams(MethodParams):
     """Unstructured magnitude pruning (:mod:`rcsweep.compress.prune`)."""
 
+    part: ClassVar[str] = "prune"  # its key in a chain's info
+    compressor: ClassVar[str] = "rcsweep.compress.prune:UnstructuredPrune"
+
     sparsity: float = _sparsity()
     prune_scope: str = choice("global", ("global", "layer"), "weights ranked together: all prunable ones or each layer's")
 
@@ -52,12 +60,18 @@ class UnstructuredPruneParams(MethodParams):
 class StructuredPruneParams(MethodParams):
     """Channel pruning (:mod:`rcsweep.compress.structured`)."""
 
+    part: ClassVar[str] = "structured"  # its key in a chain's info
+    compressor: ClassVar[str] = "rcsweep.compress.structured:StructuredPrune"
+
     sparsity: float = _sparsity()
 
 
 @dataclass(frozen=True)
 class QuantParams(MethodParams):
     """Fake quantization, PTQ or QAT (:mod:`rcsweep.compress.quant`)."""
+
+    part: ClassVar[str] = "quant"  # its key in a chain's info
+    compressor: ClassVar[str] = "rcsweep.compress.quant:FakeQuant"
 
     weight_bits: int = _bits("weight")
     act_bits: int = _bits("activation (the input of every quantized layer)")

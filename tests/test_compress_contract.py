@@ -306,9 +306,17 @@ def _refused(f: dataclasses.Field) -> list:
 
 
 def test_the_compressors_and_their_declared_parameters_name_the_same_methods():
+    from rcsweep.compress import compressor_class
+    from rcsweep.compress.base import Compressor
+
     assert COMPRESSORS.names() == COMPRESSION_METHODS.names()
     for name in COMPRESSORS.names():  # a chain's parts in order; a single method's class
         assert param_parts(COMPRESSORS.get(name)) == COMPRESSION_METHODS.get(name), name
+        for part in COMPRESSION_METHODS.get(name):  # each parameter class names the compressor that takes it
+            cls = compressor_class(part)
+            assert issubclass(cls, Compressor) and cls.Params is part, (name, part)
+    parts = {p.part: p for name in COMPRESSION_METHODS.names() for p in COMPRESSION_METHODS.get(name)}
+    assert len(parts) == len(set(parts.values())), "two parameter classes share a chain key"
 
 
 @pytest.mark.parametrize("name", COMPRESSORS.names())
@@ -354,15 +362,38 @@ def test_a_parameter_two_methods_declare_differently_is_refused(monkeypatch):
         trial_params()
 
 
+# the new method's module (its compressor); its parameter class and registration line follow in NEW_METHOD
+LOWRANK_MODULE = '''
+from rcsweep.compress.base import Compressor
+from lowrank_params import LowRankParams
+
+class LowRank(Compressor):
+    Params = LowRankParams
+
+    def apply(self, model, calib, device):
+        return {"target": self.cfg.rank_fraction, "achieved": self.cfg.rank_fraction}
+
+    def restore(self, model, info):
+        pass
+
+    def check(self, model):
+        return {"target": self.cfg.rank_fraction, "achieved": self.cfg.rank_fraction}
+'''
+
 NEW_METHOD = '''
-import dataclasses, json
+import dataclasses, json, sys
+from typing import ClassVar
 from rcsweep.compress_params import COMPRESSION_METHODS
 from rcsweep.method_params import MethodParams, param
 
 @dataclasses.dataclass(frozen=True)
 class LowRankParams(MethodParams):
+    compressor: ClassVar[str] = "lowrank:LowRank"
+    part: ClassVar[str] = "lowrank"
     rank_fraction: float = param(0.25, 0.05, 1.0, "fraction of each layer's rank kept")
 
+sys.modules["lowrank_params"] = type(sys)("lowrank_params")
+sys.modules["lowrank_params"].LowRankParams = LowRankParams
 COMPRESSION_METHODS.register("lowrank")((LowRankParams,))  # the registration line
 
 import optuna
@@ -396,18 +427,23 @@ print(json.dumps({
     "without": error(rank_fraction=0.5), "beyond": error(compression="lowrank", rank_fraction=2),
     "other": error(compression="lowrank", sparsity=0.5),
     "drawn": drawn, "grid": spec.grid(), "fixed_error": fixed_error}))
+from rcsweep.compress import COMPRESSORS
+print(json.dumps({"compressor": COMPRESSORS.get("lowrank").__name__}))
 '''
 
 
-def test_a_new_compression_method_needs_only_its_declaration():
+def test_a_new_compression_method_needs_only_its_declaration(tmp_path):
     """A method registered in rcsweep.compress_params alone (in a fresh interpreter, before the
-    configuration is imported) is a ``compression`` value with its own trial parameter, default,
+    configuration is imported; its compressor in a module of its own) is a ``compression`` value with its own trial parameter, default,
     range and rules, and a sweep file searches that parameter only where the method is drawn."""
     root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    (tmp_path / "lowrank.py").write_text(LOWRANK_MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run([sys.executable, "-c", NEW_METHOD], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    *_, first, last = run.stdout.strip().splitlines()
+    out = json.loads(first)
+    assert json.loads(last) == {"compressor": "LowRank"}  # rcsweep.compress found it from the declaration
     assert out["names"][-1] == "lowrank"
     assert out["default"]["rank_fraction"] == 0.25 and out["default"]["sparsity"] is None
     assert out["given"] == 0.5

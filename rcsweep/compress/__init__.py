@@ -19,33 +19,46 @@ Interface used by the pipeline and by :func:`rcsweep.load_model`:
 Every compressor compares what it did with what was asked (``info["target"]`` and
 ``info["achieved"]``, within the tolerance its module states) or raises :class:`TargetNotReached`.
 
-``COMPRESSORS`` maps each ``compression`` name to a factory ``cfg -> Compressor``. The method's
-parameters are declared, without torch, in :mod:`rcsweep.compress_params` (each compressor's
-``Params``), whose registry the trial configuration reads. A new method is a module with a
-:class:`Compressor`, its parameter class and registration line in ``compress_params``, and one
-registration line here; the shared contract suite (tests/test_compress_contract.py) checks that the
-two registries agree and runs it.
+``COMPRESSORS`` maps each ``compression`` name to a factory ``cfg -> Compressor``. It is built from
+:data:`rcsweep.compress_params.COMPRESSION_METHODS`, where each method's parameters are declared
+without torch (the trial configuration reads them): a one-part method's factory is the compressor
+class its parameter class names (``compressor = "module:Class"``), a several-part method's the
+:func:`chain` of its parts under their ``part`` names. A new method is a module with a
+:class:`Compressor`, its parameter class and one registration line in ``compress_params``; nothing
+here changes. The shared contract suite (tests/test_compress_contract.py) checks that each part's
+compressor declares that parameter class and runs every method.
 """
 from __future__ import annotations
 
 from torch import nn
 
+import importlib
+
+from ..compress_params import COMPRESSION_METHODS
 from ..config import TrialConfig
 from ..errors import UserError
 from ..registry import Registry
 from .base import (Chain, Compression, Compressor, TargetNotReached, chain, effective_weight, float_weight,
                    param_parts, prunable_layers)
 from .freeze import freeze_, is_frozen
-from .prune import UnstructuredPrune
-from .quant import FakeQuant
-from .structured import StructuredPrune, max_structured_sparsity
+from .structured import max_structured_sparsity
+
+
+def compressor_class(params: type) -> type:
+    """The :class:`Compressor` that parameter class ``params`` names (``"module:Class"``)."""
+    module, name = params.compressor.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _factory(parts: tuple) -> type:
+    if len(parts) == 1:
+        return compressor_class(parts[0])
+    return chain(*((p.part, compressor_class(p)) for p in parts))
+
 
 COMPRESSORS: Registry = Registry("compressor")
-COMPRESSORS.register("prune")(UnstructuredPrune)
-COMPRESSORS.register("prune_structured")(StructuredPrune)
-COMPRESSORS.register("quant")(FakeQuant)
-COMPRESSORS.register("prune_quant")(chain(("prune", UnstructuredPrune), ("quant", FakeQuant)))
-COMPRESSORS.register("prune_structured_quant")(chain(("structured", StructuredPrune), ("quant", FakeQuant)))
+for _name in COMPRESSION_METHODS.names():
+    COMPRESSORS.register(_name)(_factory(COMPRESSION_METHODS.get(_name)))
 
 
 def compress_(model: nn.Module, cfg: TrialConfig, calib=None, device="cpu") -> Compression:
@@ -94,6 +107,7 @@ def _dense_counts(model: nn.Module, input_shape: tuple) -> dict:
 
 
 __all__ = ["COMPRESSORS", "Chain", "Compression", "Compressor", "TargetNotReached", "chain", "compress_",
+           "compressor_class",
            "effective_weight", "float_weight", "freeze_", "is_frozen", "masks_baked", "max_structured_sparsity",
            "param_parts",
            "prunable_layers", "restore_structure_"]
