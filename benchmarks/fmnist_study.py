@@ -2,8 +2,8 @@
 part per seed and pretraining mode), merged and set side by side with the published study and an
 independent reproduction.
 
-    python benchmarks/fmnist_study.py merge runs/fmnist_study_s0_standard ... --out docs/results/fmnist_study
-    python benchmarks/fmnist_study.py compare docs/results/fmnist_study > docs/results/fmnist_study/side_by_side.md
+    python benchmarks/fmnist_study.py merge runs/fmnist_study_s0_standard ... --out docs/results/fmnist
+    python benchmarks/fmnist_study.py compare docs/results/fmnist > docs/results/fmnist/side_by_side.md
 
 ``merge`` appends each part's ``results.csv`` and ``verify.csv`` rows to the committed folder (a
 part merged again replaces its rows), copies its pretrained models (``pretrained/<key>/``, about

@@ -19,10 +19,10 @@ the first N), and the share of the dense model's total conv-weight L1 norm that 
 (the pruned filters and the input weights that read their outputs). The recipe is read from a pretrained model's ``model.json`` (the study part's), so only the
 named choice differs.
 
-    python benchmarks/pruning_fragility.py docs/results/fmnist_study/pretrained/7e4a022cc1d1c5a7 \
-        --seeds 0 1 2 --out docs/results/fmnist_study/pruning_fragility.csv
+    python benchmarks/pruning_fragility.py docs/results/fmnist/pretrained/7e4a022cc1d1c5a7 \
+        --seeds 0 1 2 --out docs/results/fmnist/pruning_fragility.csv
     # the adversarially pretrained model (PGD-7 at eps 0.1): two variants, robust accuracy too
-    python benchmarks/pruning_fragility.py docs/results/fmnist_study/pretrained/cba096ebc09d92e3 \
+    python benchmarks/pruning_fragility.py docs/results/fmnist/pretrained/cba096ebc09d92e3 \
         --variants rcsweep torch_init --robust-examples 500 --out pruning_fragility_adversarial.csv
 """
 from __future__ import annotations

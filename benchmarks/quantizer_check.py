@@ -4,7 +4,7 @@ MSE-optimal clipping, activations at the MSE-optimal range) and by the study's k
 (``minmax_tensor``: one weight scale per tensor from max|w|, activations at their observed min and
 max), at 16, 8, 4 and 2 weight bits with 8-bit activations, and at w4a4.
 
-    python benchmarks/quantizer_check.py docs/results/fmnist_study/pretrained/* --out docs/results/fmnist_study/quantizer_check.csv
+    python benchmarks/quantizer_check.py docs/results/fmnist/pretrained/* --out docs/results/fmnist/quantizer_check.csv
 
 Each argument is a pretrained model folder (``model.pt`` + ``model.json``, as a sweep's
 ``pretrained/<key>/`` holds); its configuration (dataset, seed, sizes, evaluation settings) is

@@ -1,5 +1,5 @@
 """``rcsweep flags``: the committed FashionMNIST study (results.csv and verify.csv, no models or
-records) brought up to date with the installed rules, as docs/results/fmnist was."""
+records) brought up to date with the installed rules, as docs/results/fmnist_2000 was."""
 import shutil
 from pathlib import Path
 
@@ -9,13 +9,13 @@ import pytest
 from rcsweep.cli import main
 from rcsweep.results import load_results
 
-COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results" / "fmnist"
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results" / "fmnist_2000"
 NEW_COLUMNS = ["flags", "degenerate", "degenerate_reason", "verified_robust_acc", "majority_pred_frac",
                "quant_scheme"]
 
 
 def test_flags_of_the_committed_study_from_its_csvs(tmp_path, capsys):
-    folder = shutil.copytree(COMMITTED, tmp_path / "fmnist", ignore=shutil.ignore_patterns("report"))
+    folder = shutil.copytree(COMMITTED, tmp_path / "fmnist_2000", ignore=shutil.ignore_patterns("report"))
     raw = pd.read_csv(folder / "results.csv", dtype=str)
     raw.drop(columns=[c for c in NEW_COLUMNS if c in raw], inplace=True)  # as the file was before these columns
     raw.loc[raw["trial_id"] == "2b0a0328", ["suspect", "suspect_reason"]] = ["False", ""]
