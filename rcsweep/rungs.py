@@ -155,3 +155,23 @@ def decide(points: list[RungPoint], trial_id: str, objectives, *, eta: int, marg
     return Decision(True, f"place {place + 1} of {len(points)} (front {front}), below the top {keep} "
                           f"(1/{eta} of the rung)", front)
 
+
+
+def stopped_summary(table) -> str:
+    """One line on a results table's (``rcsweep.results.load_results``) early-stopped trials: how
+    many at which rung, and the work they skipped (fine-tuning epochs past their rung, final
+    evaluations) and spent screening (FLOPs, over every screened trial); '' when none stopped.
+    Example: ``'3 stopped early (rung 0: 2, rung 1: 1): 17 fine-tuning epochs and 3 final
+    evaluations skipped; screening cost 1.2e+09 FLOPs'``."""
+    if table is None or "status" not in table:
+        return ""
+    rows = table[table["status"] == "early_stopped"]
+    if rows.empty:
+        return ""
+    rungs = rows["screen_rung"].fillna(0).astype(int) if "screen_rung" in rows else rows["status"].map(lambda _: 0)
+    by = ", ".join(f"rung {r}: {n}" for r, n in sorted(rungs.value_counts().items()))
+    total = rows["finetune_epochs"].fillna(0) if "finetune_epochs" in rows else 0 * rungs
+    skipped = int((total - rungs).clip(lower=0).sum())
+    cost = float(table["flops_screen"].fillna(0).sum()) if "flops_screen" in table else 0.0
+    return (f"{len(rows)} stopped early ({by}): {skipped} fine-tuning epochs and {len(rows)} final evaluations "
+            f"skipped; screening cost {cost:.3g} FLOPs")
