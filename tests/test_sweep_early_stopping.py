@@ -69,3 +69,65 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert main(["status", str(out.folder)]) == 0
     text = capsys.readouterr().out
     assert "(complete)" in text and "early stopping: 1 stopped early (rung 0: 1): 2 fine-tuning epochs" in text
+
+
+def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rerun(ray_local, tmp_path):  # noqa: F811
+    from rcsweep.sweep.runner import resume_sweep
+    from rcsweep.sweep.scheduler import STATE_FILE
+
+    sweep = {**ES, "name": "es_killed"}
+    path = tmp_path / "es_killed.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    folder = tmp_path / "store" / "es_killed"
+    env = {**os.environ, "RAY_ADDRESS": ray_local}
+    driver = subprocess.Popen([sys.executable, "-m", "rcsweep.cli", "run", str(path), "--storage", str(tmp_path / "store")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and driver.poll() is None:
+        rows = load_results(folder) if (folder / "results.csv").is_file() else None
+        if rows is not None and (rows["status"] == "early_stopped").any():
+            break
+        time.sleep(0.3)
+    time.sleep(3)  # past Tune's next experiment-state save (TUNE_GLOBAL_CHECKPOINT_S = 2)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    df = load_results(folder)
+    tid = df.loc[df["status"] == "early_stopped", "trial_id"].iloc[0]
+    log_before = stage_logs(folder)[tid]
+    state_before = json.loads((folder / STATE_FILE).read_text())
+
+    outcome = resume_sweep(folder, quiet=True)
+    df = load_results(folder).set_index("trial_id")
+    assert outcome.exit_code == 0 and (outcome.finished, outcome.early_stopped) == (3, 1)
+    assert df.loc[tid, "status"] == "early_stopped" and df.loc[tid, "pretrain_epochs"] == 1
+    assert stage_logs(folder)[tid] == log_before  # the stopped trial never ran again
+    assert not (folder / "trials" / tid / "record.json").exists()
+    state = json.loads((folder / STATE_FILE).read_text())
+    for key, points in state_before.items():  # the scheduler's state came back: nothing lost or decided twice
+        assert state[key][:len(points)] == points
+    assert {k: len(v) for k, v in state.items()} == {"clean/2|0": 4, "clean/2|1": 3}
+    for key, points in state.items():
+        assert len({p["trial_id"] for p in points}) == len(points)
+
+
+def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
+    """A trial resumed from its rung's checkpoint reports that rung again: the scheduler (a new one,
+    as after a killed driver) reads its state file and answers with the recorded decision."""
+    from rcsweep.sweep.scheduler import STATE_FILE, RungScheduler
+    from rcsweep.sweepfile import load_sweep
+
+    spec = load_sweep(ES)
+
+    def report(acc, bits):
+        return {"rung": 0, "rung_group": "clean/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
+                "rung_value.clean_acc": acc, "rung_value.model_bits": bits}
+
+    first = RungScheduler(spec)
+    for tid, acc, bits in (("a", 0.9, 1e5), ("b", 0.88, 2e4), ("c", 0.3, 1e5)):
+        first.judge(tmp_path, tid, report(acc, bits))
+    again = RungScheduler(spec)  # state from the file only
+    assert again.judge(tmp_path, "c", report(0.95, 1.0)).stop  # the recorded decision, not a new one
+    assert not again.judge(tmp_path, "a", report(0.0, 1e9)).stop
+    assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["clean/2|0"]] == ["a", "b", "c"]
+    assert again.judge(tmp_path, "r", report(0.2, 1e6), reference=True).reason == "a reference: never stopped"
