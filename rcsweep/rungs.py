@@ -62,7 +62,9 @@ class Decision:
 def group_key(params: dict) -> str:
     """The trials whose points a rung compares: the same fine-tuning method and ``finetune_epochs``
     (their learning-rate schedule depends on the total; ``params`` is a flat trial configuration)."""
-    return f"{params.get('finetune', 'none')}/{params.get('finetune_epochs') or 0}"
+    epochs = params.get("finetune_epochs")
+    epochs = int(epochs) if epochs is not None and not (isinstance(epochs, float) and math.isnan(epochs)) else 0
+    return f"{params.get('finetune', 'none')}/{epochs}"
 
 
 def rung_values(objectives, screened: dict, measured: dict) -> dict:
@@ -71,6 +73,11 @@ def rung_values(objectives, screened: dict, measured: dict) -> dict:
     ``measured``: the compressed model's sizes and the projected costs, by metric name."""
     have = {**measured, "screen_clean_acc": screened["clean_acc"], "screen_robust_acc": screened["robust_acc"]}
     return {m: float(have[AT_RUNG[m][1]]) for m, _ in objectives}
+
+
+def rung_point_of(trial_id: str, values: dict, screened: dict) -> RungPoint:
+    """A trial's point from its rung ``values`` and its screening there (:func:`rcsweep.screening.screen`'s result)."""
+    return RungPoint(trial_id, values, int(screened["n"]), float(screened["clean_acc"]))
 
 
 def _se(p: float, n: int) -> float:
