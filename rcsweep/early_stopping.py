@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, section_keys
 from .metrics_table import AT_RUNG
 
 
@@ -111,16 +111,11 @@ def parse_early_stopping(v, *, search: str, objectives, fixed: dict, space: dict
     ``search``: the sampler's name (``grid`` refuses ``stop: true``, see the module docstring);
     ``objectives``: the sweep's ``(metric, direction)`` pairs, each of which needs a value at a rung
     (:data:`rcsweep.metrics_table.AT_RUNG`); ``fixed``, ``space``: the sweep's, for the most
-    fine-tuning epochs a trial can have (:func:`most_finetune_epochs`; rungs above it are refused). Raises :class:`ConfigError` naming the
-    field (``early_stopping.eta: must be >= 2, got 1``)."""
+    fine-tuning epochs a trial can have (:func:`most_finetune_epochs`; rungs above it are refused).
+    Raises :class:`ConfigError` naming the field (``early_stopping.eta: must be >= 2, got 1``)."""
     if v is None:
         return None
-    if not isinstance(v, dict):
-        raise ConfigError("early_stopping", f"must be a mapping like {{rungs: [0, 1, 3], eta: 3}}, got {v!r}")
-    for k in v:
-        if k not in FIELDS:
-            raise ConfigError(f"early_stopping.{k}", "unknown option" + did_you_mean(str(k), FIELDS)
-                              + f"; options: {', '.join(FIELDS)}")
+    section_keys(v, "early_stopping", FIELDS, "{rungs: [0, 1, 3], eta: 3}")
     if "rungs" not in v:
         raise ConfigError("early_stopping.rungs", "is missing: early_stopping: {rungs: [0, 1, 3], eta: 3}")
     es = EarlyStopping(**v)

@@ -3,15 +3,11 @@ recorded as early_stopped with its screening, told to the study as pruned, kept 
 counted by status; the others finish with every rung screened. A SIGKILLed driver's sweep resumes
 with the scheduler's state intact and no stopped trial run again."""
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
-import yaml
 from conftest_ray import ray_local  # noqa: F401  (session fixture)
-from test_sweep_run import FIXED, stage_logs
+from test_sweep_run import FIXED, stage_logs, start_driver
 
 from rcsweep import load_results
 from rcsweep.cli import main
@@ -75,19 +71,8 @@ def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rer
     from rcsweep.sweep.runner import resume_sweep
     from rcsweep.sweep.scheduler import STATE_FILE
 
-    sweep = {**ES, "name": "es_killed"}
-    path = tmp_path / "es_killed.yaml"
-    path.write_text(yaml.safe_dump(sweep))
-    folder = tmp_path / "store" / "es_killed"
-    env = {**os.environ, "RAY_ADDRESS": ray_local}
-    driver = subprocess.Popen([sys.executable, "-m", "rcsweep.cli", "run", str(path), "--storage", str(tmp_path / "store")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:
-        rows = load_results(folder) if (folder / "results.csv").is_file() else None
-        if rows is not None and (rows["status"] == "early_stopped").any():
-            break
-        time.sleep(0.3)
+    driver, folder = start_driver({**ES, "name": "es_killed"}, tmp_path, ray_local,
+                                  lambda rows: (rows["status"] == "early_stopped").any())
     time.sleep(3)  # past Tune's next experiment-state save (TUNE_GLOBAL_CHECKPOINT_S = 2)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"
     driver.send_signal(signal.SIGKILL)
