@@ -116,3 +116,21 @@ def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
     assert not again.judge(tmp_path, "a", report(0.0, 1e9)).stop
     assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["clean/2|0"]] == ["a", "b", "c"]
     assert again.judge(tmp_path, "r", report(0.2, 1e6), reference=True).reason == "a reference: never stopped"
+
+
+def test_a_pruned_configuration_is_known_as_stopped_and_never_run_again():
+    """What a resumed searcher reads back from the journal: a pruned trial's configuration is
+    'early_stopped' (a repeated suggestion of it is told pruned, never run)."""
+    import optuna
+
+    from rcsweep.sweep.study import known_from_study, tell_pruned
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    trial.set_user_attr("config_key", "k1")
+    trial.set_user_attr("tune_trial", "t1")
+    tell_pruned(study, trial.number)
+    frozen = study.trials[0]
+    assert frozen.state.name == "PRUNED" and frozen.user_attrs["early_stopped"] and frozen.values is None
+    known, results, _ = known_from_study(study.trials, {"t1": 0})
+    assert known == {"k1": "early_stopped"} and results == {}
