@@ -14,6 +14,7 @@ import pandas as pd
 
 from rcsweep.errors import UserError
 from rcsweep.fileio import atomic_write_text
+from rcsweep.rungs import stopped_summary
 
 from . import plots
 from .common import (compression_level, exclusion_counts, is_reference, load_sweep, n_test, pretrain_seconds, route,
@@ -209,7 +210,8 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     md = [f"# Sweep report: {folder.resolve().name}\n",
           f"{len(df)} trials: {status.get('finished', 0)} finished ({len(usable)} used here"
           f"{'; left out: ' + left_out if left_out else ''}), "
-          f"{status.get('failed', 0)} failed, {status.get('running', 0)} running. "
+          f"{status.get('failed', 0)} failed, {status.get('running', 0)} running"
+          f"{'; ' + stopped_summary(df) if stopped_summary(df) else ''}. "
           f"Datasets: {', '.join(map(str, usable['dataset'].unique()))}; models: "
           f"{', '.join(map(str, usable['model'].unique()))}; test images per evaluation: "
           f"{', '.join(str(int(n)) for n in sorted(ntest[usable.index].dropna().unique()))}.\n"]

@@ -36,3 +36,16 @@ def did_you_mean(word: str, options) -> str:
     """`` (did you mean 'x'?)`` for the option closest to ``word``, or ``""`` when none is close."""
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def section_keys(v, name: str, known, example: str, noun: str = "option") -> dict:
+    """``v``, the sweep file's section ``name``, as a mapping whose keys are all ``known``; else a
+    :class:`ConfigError` naming the section (``must be a mapping like EXAMPLE``) or the unknown key
+    (``name.key: unknown NOUN (did you mean ...?); NOUNs: ...``)."""
+    if not isinstance(v, dict):
+        raise ConfigError(name, f"must be a mapping like {example}, got {v!r}")
+    for k in v:
+        if k not in known:
+            raise ConfigError(f"{name}.{k}", f"unknown {noun}" + did_you_mean(str(k), known)
+                              + f"; {noun}s: {', '.join(known)}")
+    return v

@@ -29,7 +29,9 @@
   trials may share the machine; benchmarks/bench_compression.py measures on an idle one.
 
 Training FLOPs are estimated as 2 * MACs (one forward) * 3 (forward and backward) per example and
-pass; an adversarial example costs ``1 + attack_steps`` such passes.
+pass; an adversarial example costs ``1 + attack_steps`` such passes. Evaluation and screening FLOPs
+are counted (:class:`PassCounter`): the examples through every forward pass of the evaluated model,
+x3 where autograd records (an attack's forward and backward), 2 FLOPs per MAC.
 """
 from __future__ import annotations
 
@@ -113,6 +115,30 @@ def weight_bits_measured(model: nn.Module) -> int:
 def training_flops(macs: int, examples: int, epochs: int, passes_per_example: int) -> float:
     """Estimated training FLOPs: 2 FLOPs per MAC, x3 for forward + backward."""
     return 2.0 * macs * 3 * examples * epochs * passes_per_example
+
+
+class PassCounter:
+    """Counts the example passes through ``model``'s forward calls inside ``with PassCounter(model) as c:``:
+    each example of a forward run while autograd records (an attack's forward, then its backward
+    pass) counts 3, one under ``no_grad`` counts 1. :meth:`flops` = 2 x ``macs`` x passes, as
+    :func:`training_flops` counts. Only ``model`` is hooked: a float twin's passes are not counted."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.passes, self._handle = model, 0, None
+
+    def _hook(self, module, inputs, output):
+        self.passes += inputs[0].shape[0] * (3 if torch.is_grad_enabled() else 1)
+
+    def __enter__(self) -> "PassCounter":
+        self._handle = self.model.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+
+    def flops(self, macs: int) -> float:
+        """FLOPs of the passes counted, for a model of ``macs`` MACs per example."""
+        return 2.0 * macs * self.passes
 
 
 def latency_ms(model: nn.Module, input_shape: tuple, batch: int, min_seconds: float = 0.3, min_reps: int = 3) -> float:

@@ -23,7 +23,12 @@ Fields of :class:`Metric`:
 - ``when``: which trials write it: ``always``, ``quant`` (a quantizing compression), ``int8``
   (weights and activations at 8 bits: the integer-model check), ``act_quant`` (activations
   quantized below 32 bits), ``verified`` (written by ``rcsweep verify``, not by the trial),
-  ``constrained`` (written by the sweep for sweeps with ``constraints``, not by the trial).
+  ``constrained`` (written by the sweep for sweeps with ``constraints``, not by the trial),
+  ``screened`` (written by trials of sweeps with ``early_stopping``: the rung screening, issue 16).
+
+The screening metrics (``screen_*``, :mod:`rcsweep.screening`) have names of their own: a rung's
+cheap PGD on a fixed subset of ``val`` is never an objective's value. :data:`AT_RUNG` says how each
+objective is known at a rung (:mod:`rcsweep.rungs`).
 
 A metric that is a function of others (:data:`DERIVED`, e.g. ``flops_route``) is also derived when a
 record or ``results.csv`` written before it existed is read, so old sweeps have it too.
@@ -36,7 +41,7 @@ from typing import Any, Optional
 
 UNITS = ("fraction", "count", "bits", "MACs", "BOPs", "ms", "s", "FLOPs", "kWh", "g", "eps", "")
 SCALES = ("unit", "log_dense", "log_ref", "ratio_ref", None)
-WHEN = ("always", "quant", "int8", "act_quant", "verified", "constrained")
+WHEN = ("always", "quant", "int8", "act_quant", "verified", "constrained", "screened")
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,18 @@ METRICS: tuple[Metric, ...] = (
     # what producing this model alone costs: its pretrained model's whole pretraining (not a share of
     # it, even where a sweep shares that model) plus its fine-tuning
     Metric("flops_route", "FLOPs", "route training compute (FLOPs)", "min", "ratio_ref"),
+    # the final evaluation's compute: forward passes counted on the evaluated model (x3 with a
+    # backward pass), 2 FLOPs per MAC (rcsweep.metrics.PassCounter); the float twin's are not counted
+    Metric("flops_evaluate", "FLOPs", "evaluation compute (FLOPs)"),
+    # rung screening (rcsweep.screening; issue 16): clean and PGD accuracy on a fixed subset of val,
+    # at the last rung the trial reached; screen_history holds every rung's
+    _acc("screen_clean_acc", "screening clean accuracy on val (%)", when="screened", direction=None),
+    _acc("screen_robust_acc", "screening robust accuracy on val (%)", when="screened", direction=None),
+    Metric("screen_rung", "count", "last rung reached (fine-tuning epochs)", kind="int", when="screened"),
+    Metric("screen_history", "", "screening at every rung", low=None, kind="json", when="screened"),
+    Metric("flops_screen", "FLOPs", "screening compute (FLOPs)", when="screened"),
+    Metric("time_screen_s", "s", "screening time (s)", when="screened"),
+    Metric("early_stopped_reason", "", "why stopped early", low=None, kind="str", when="screened"),
     # per-stage energy (rcsweep.energy): a RAPL/NVML counter where readable, else the estimate
     # cpu_seconds x energy.cpu_watts; energy_source says which. Pretraining as flops_pretrain: the
     # whole pretraining of the trial's model, whichever trial ran it (None if a reused model lacks it)
@@ -155,6 +172,15 @@ COLUMNS: tuple[str, ...] = tuple(m.name for m in METRICS if m.column)
 OBJECTIVES: tuple[str, ...] = tuple(m.name for m in METRICS if m.direction is not None)
 #: the default objectives of a sweep and of ``rcsweep pareto``
 DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (("robust_acc", "max"), ("model_bits", "min"))
+#: how each objective is known at a rung (issue 16): ``screen`` by the screening metric named, ``model``
+#: measured on the compressed model (compression fixes it before fine-tuning), ``config`` projected to
+#: its final value from the trial configuration (a cost is compared on what the trial will have cost,
+#: never on what it spent so far). Objectives not listed have no rung value.
+AT_RUNG: dict[str, tuple[str, str]] = {
+    "clean_acc": ("screen", "screen_clean_acc"), "robust_acc": ("screen", "screen_robust_acc"),
+    **{m: ("model", m) for m in ("params", "params_nonzero", "model_bits", "macs", "macs_nonzero", "bops")},
+    **{m: ("config", m) for m in ("flops_pretrain", "flops_finetune", "flops_route")},
+}
 #: renamed metrics: old name -> new name (read from records written by older rcsweep)
 RENAMED = {"transfer_int8_acc": "int8_transfer_robust_acc"}
 #: derived metrics: name -> the metrics it is the sum of (filled in when an old record lacks it)
@@ -197,7 +223,7 @@ def applies(m: Metric, params: dict) -> bool:
         return quant and ab is not None and int(ab) < 32
     if m.when == "int8":
         return quant and wb is not None and ab is not None and int(wb) == 8 and int(ab) == 8
-    return False  # verified, constrained: written after the trial, by rcsweep verify or the sweep
+    return False  # verified, constrained, screened: written by rcsweep verify or the sweep, not by every trial
 
 
 def upgrade(metrics: dict) -> dict:

@@ -32,7 +32,7 @@ from .device import parse_device, peak_memory_bytes, reset_peak_memory, to_devic
 from .energy import STAGES, EnergySettings, StageClock, metric_name
 from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_json
-from .metrics import count_macs, efficiency, training_flops
+from .metrics import PassCounter, count_macs, efficiency, training_flops
 from .models import build_model
 from .train import EpochStats, FitHooks, TrainSpec, fit
 from .trial_status import derive_flags
@@ -210,14 +210,16 @@ def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, 
         finetune(model, comp, cfg, data, device, epoch_done, start_epoch=progress.finetune_epochs_done)
         _stage_done(progress, "finetune", clock)
     clock = StageClock(settings)
-    result = evaluate_model(model, cfg, data, device)
-    int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
+    with PassCounter(model) as passes:
+        result = evaluate_model(model, cfg, data, device)
+        int_metrics, int_model = integer_check(model, cfg, data, device)  # w8a8 only: the real integer model
     if int_metrics:
         comp.info["int8"] = int_metrics
     eff = {**efficiency(model, cfg, data.info.shape, progress.dense["params"], int_model=int_model), **int_metrics}
     _stage_done(progress, "evaluate", clock)  # accuracy and efficiency (latency) metrics
     progress.stage = "evaluated"
-    flops = stage_flops(cfg, progress.dense["macs"], eff["macs"], len(data.train[0]))
+    flops = {**stage_flops(cfg, progress.dense["macs"], eff["macs"], len(data.train[0])),
+             "flops_evaluate": passes.flops(eff["macs"])}
     return model, comp, make_record(cfg, result, eff, progress.times, flops, progress.history,
                                     data.info.num_classes, energy_metrics(progress.energy, settings, clock.source))
 

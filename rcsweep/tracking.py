@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, section_keys
 
 TRACKERS = ("mlflow", "tensorboard")
 INSTALL = "pip install --no-warn-conflicts mlflow-skinny tensorboardX (README, Experiment trackers)"
@@ -48,12 +48,7 @@ def parse_tracking(v) -> TrackingSpec:
     """The ``tracking`` section's form: known trackers, a URI string, a boolean."""
     if v is None:
         return TrackingSpec()
-    if not isinstance(v, dict):
-        raise ConfigError("tracking", f"must be a mapping like {{mlflow: sqlite:///mlflow.db, tensorboard: true}}, got {v!r}")
-    for k in v:
-        if k not in TRACKERS:
-            raise ConfigError(f"tracking.{k}", "unknown tracker" + did_you_mean(str(k), TRACKERS)
-                              + f"; trackers: {', '.join(TRACKERS)}")
+    section_keys(v, "tracking", TRACKERS, "{mlflow: sqlite:///mlflow.db, tensorboard: true}", "tracker")
     uri, tb = v.get("mlflow"), v.get("tensorboard", False)
     if uri is not None and (not isinstance(uri, str) or not uri.strip()):
         raise ConfigError("tracking.mlflow", f"must be a tracking URI (sqlite:///FILE, file:///DIR, http://HOST:PORT), got {uri!r}")

@@ -73,6 +73,39 @@ BAD_SEARCH = [
      "space.pretrain_epochs.step: must be an integer for an int range, got 0.5"),
 ]
 BAD_FILES += BAD_SEARCH
+# early stopping (issue 16): each message names early_stopping's field
+_FT = {**GOOD, "fixed": {**GOOD["fixed"], "finetune": "adversarial", "finetune_epochs": 3}}
+BAD_EARLY_STOPPING = [
+    ("es_not_a_mapping", {**_FT, "early_stopping": [0, 1]}, "early_stopping: must be a mapping"),
+    ("es_rungs_missing", {**_FT, "early_stopping": {"eta": 3}}, "early_stopping.rungs: is missing"),
+    ("es_rungs_not_increasing", {**_FT, "early_stopping": {"rungs": [0, 2, 1]}},
+     "early_stopping.rungs: must be strictly increasing, got [0, 2, 1]"),
+    ("es_rungs_repeated", {**_FT, "early_stopping": {"rungs": [1, 1]}},
+     "early_stopping.rungs: must be strictly increasing, got [1, 1]"),
+    ("es_rung_negative", {**_FT, "early_stopping": {"rungs": [-1, 1]}},
+     "early_stopping.rungs: entries are fine-tuning epochs (integers >= 0), got -1"),
+    ("es_eta_below_2", {**_FT, "early_stopping": {"rungs": [0, 1], "eta": 1}}, "early_stopping.eta: must be >= 2, got 1"),
+    ("es_eta_not_an_integer", {**_FT, "early_stopping": {"rungs": [0, 1], "eta": 2.5}},
+     "early_stopping.eta: expected an integer, got 2.5"),
+    ("es_rung_beyond_finetune_epochs", {**_FT, "early_stopping": {"rungs": [0, 4]}},
+     "early_stopping.rungs: rung 4 is beyond the sweep's fine-tuning epochs (at most 3)"),
+    ("es_rung_beyond_searched_finetune_epochs",
+     {**_FT, "space": {**_FT["space"], "finetune_epochs": {"choice": [2, 5]}},
+      "fixed": {"dataset": "digits", "finetune": "clean"}, "early_stopping": {"rungs": [0, 6]}},
+     "early_stopping.rungs: rung 6 is beyond the sweep's fine-tuning epochs (at most 5)"),
+    ("es_rung_without_finetuning", {**GOOD, "early_stopping": {"rungs": [0, 1]}},
+     "early_stopping.rungs: rung 1 is beyond the sweep's fine-tuning epochs (at most 0)"),
+    ("es_with_grid", {**_FT, "search": "grid", "early_stopping": {"rungs": [0, 1]}},
+     "early_stopping: a grid search measures every point; stopping would leave holes in it"),
+    ("es_unknown_option", {**_FT, "early_stopping": {"rungs": [0], "etaa": 3}},
+     "early_stopping.etaa: unknown option (did you mean 'eta'?)"),
+    ("es_margin_negative", {**_FT, "early_stopping": {"rungs": [0], "margin_se": -1}},
+     "early_stopping.margin_se: must be a finite number >= 0, got -1"),
+    ("es_objective_without_rung_value", {**_FT, "objectives": {"robust_acc": "max", "latency_ms_b1": "min"},
+                                         "early_stopping": {"rungs": [0]}},
+     "early_stopping: objective latency_ms_b1 has no value at a rung"),
+]
+BAD_FILES += BAD_EARLY_STOPPING
 
 
 def _write(tmp_path, name, content):

@@ -37,6 +37,25 @@ def trainings(folder) -> dict:
             for p in (folder / "pretrained").glob("*/log.jsonl")}
 
 
+def start_driver(sweep: dict, tmp_path, address: str, until, timeout_s: float = 240):
+    """``rcsweep run`` of ``sweep`` (named by its ``name``) in a subprocess on the Ray at ``address``,
+    into ``tmp_path/store``, watched until ``until(results.csv rows)`` holds, the driver exits or
+    ``timeout_s`` passes. Returns ``(driver, sweep folder)``."""
+    path = tmp_path / f"{sweep['name']}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    folder = tmp_path / "store" / sweep["name"]
+    env = {**os.environ, "RAY_ADDRESS": address}
+    driver = subprocess.Popen([sys.executable, "-m", "rcsweep.cli", "run", str(path), "--storage", str(tmp_path / "store")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and driver.poll() is None:
+        rows = load_results(folder) if (folder / "results.csv").is_file() else None
+        if rows is not None and until(rows):
+            break
+        time.sleep(0.3)
+    return driver, folder
+
+
 @pytest.fixture(scope="module")
 def tiny(ray_local, tmp_path_factory):  # noqa: F811
     from rcsweep.sweep.runner import run_sweep
@@ -134,18 +153,7 @@ def test_killed_driver_sweep_resumes_with_no_stage_run_twice(ray_local, tmp_path
     sweep = {**TINY, "name": "killed", "num_samples": 4, "references": TINY["references"][:1], "max_failures": 0,
              "fixed": {**TINY["fixed"], "finetune_epochs": 3},
              "space": {**TINY["space"], "compression": {"choice": ["none", "prune_structured"]}}}
-    path = tmp_path / "killed.yaml"
-    path.write_text(yaml.safe_dump(sweep))
-    folder = tmp_path / "store" / "killed"
-    env = {**os.environ, "RAY_ADDRESS": ray_local}
-    driver = subprocess.Popen([sys.executable, "-m", "rcsweep.cli", "run", str(path), "--storage", str(tmp_path / "store")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:
-        rows = load_results(folder) if (folder / "results.csv").is_file() else None
-        if rows is not None and (rows["status"] == "finished").sum() >= 1:
-            break
-        time.sleep(0.5)
+    driver, folder = start_driver(sweep, tmp_path, ray_local, lambda rows: (rows["status"] == "finished").sum() >= 1)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"
     assert main(["status", str(folder)]) == 0  # status works while the sweep runs
     assert "(running)" in capsys.readouterr().out

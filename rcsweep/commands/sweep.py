@@ -43,6 +43,15 @@ def register(sub) -> None:
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for run")
     v.set_defaults(func=cmd_validate)
 
+    rp = sub.add_parser("replay", help="what early stopping would have done to a sweep that recorded its screening",
+                        description="Simulates early stopping on the sweep in DIR from its recorded screening: the "
+                                    "trials it would stop, the front's trials among them, the compute saved and the "
+                                    "hypervolume kept. Runs nothing.")
+    rp.add_argument("dir", help="sweep folder")
+    rp.add_argument("--early-stopping", metavar="YAML", help="an early_stopping mapping, e.g. '{rungs: [0, 1], eta: 3}' "
+                                                             "(default: the sweep's own)")
+    rp.set_defaults(func=cmd_replay)
+
 
 def _checked(source, name=None, sets=None, **flags):
     """The resolved sweep; a bad override is reported under its flag (``--num-samples: ...``)."""
@@ -93,6 +102,20 @@ def cmd_status(args) -> int:
     from ..sweep.summary import format_status, sweep_status
 
     print(format_status(sweep_status(args.dir)))
+    return 0
+
+
+def cmd_replay(args) -> int:
+    import yaml
+
+    from ..errors import UserError
+    from .replay import replay
+
+    try:
+        es = yaml.safe_load(args.early_stopping) if args.early_stopping is not None else None
+    except yaml.YAMLError:
+        raise UserError(f"--early-stopping: not valid YAML: {args.early_stopping!r}") from None
+    print(replay(args.dir, es))
     return 0
 
 

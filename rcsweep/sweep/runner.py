@@ -33,6 +33,7 @@ from .folder import (SEARCH_FILE, TUNE_DIR, add_resume, clear_driver, driver_ali
                      new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, search_exhausted,
                      stop_left_behind, write_driver, write_spec)
 from .progress import SweepProgress
+from .scheduler import RungScheduler
 from .search import build_searcher
 from .store import pretrained_models, seed_store
 from .summary import format_status, pareto_front, sweep_status
@@ -57,10 +58,11 @@ class SweepOutcome:
     finished: int
     failed: int
     pareto: list  # trial ids
+    early_stopped: int = 0  # trials stopped at a rung (rcsweep.sweep.scheduler): done, not failed
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.finished == self.planned else 1
+        return 0 if self.finished + self.early_stopped == self.planned else 1
 
     def results(self):
         from ..results import load_results
@@ -100,6 +102,7 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
         upsert_rows(folder, [])
         tuner = tune.Tuner(_trainable(spec), param_space=_param_space(spec, folder),
                            tune_config=tune.TuneConfig(search_alg=build_searcher(spec), num_samples=-1,
+                                                       scheduler=RungScheduler(spec) if _stops(spec) else None,
                                                        reuse_actors=True, time_budget_s=spec.time_budget_s,
                                                        trial_dirname_creator=_trial_dirname),
                            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(folder), verbose=0,
@@ -157,14 +160,14 @@ def _fit(tuner, folder: Path, quiet: bool, owned_ray: bool) -> SweepOutcome:
     _reconcile(folder, {Path(r.path).name for r in grid})
     st = sweep_status(folder)
     front = pareto_front(st.table, st.spec.objectives) if st.table is not None and len(st.table) else None
-    finished, failed = st.counts.get("finished", 0), st.counts.get("failed", 0)
+    finished, failed, stopped = (st.counts.get(k, 0) for k in ("finished", "failed", "early_stopped"))
     exhausted = search_exhausted(folder)
-    outcome = SweepOutcome(folder, finished + failed if exhausted else st.planned, finished, failed,
-                           [] if front is None else list(front["trial_id"]))
+    outcome = SweepOutcome(folder, finished + failed + stopped if exhausted else st.planned, finished, failed,
+                           [] if front is None else list(front["trial_id"]), stopped)
     if not quiet:
         print(format_status(st))
         print(f"results: {folder / 'results.csv'}")
-        if not exhausted and outcome.finished + outcome.failed < outcome.planned:  # status says why it ended early
+        if not exhausted and outcome.finished + outcome.failed + stopped < outcome.planned:  # status says why it ended early
             print(f"unfinished: continue with 'rcsweep resume {folder}'")
     return outcome
 
@@ -191,11 +194,18 @@ def _trainable(spec: SweepSpec):
     return tune.with_resources(sweep_trial, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
 
 
+def _stops(spec: SweepSpec) -> bool:
+    """Whether the sweep stops trials early (a scheduler), not only screens them."""
+    return spec.early_stopping is not None and spec.early_stopping.stop
+
+
 def _param_space(spec: SweepSpec, folder: Path) -> dict:
     return {"_sweep": {"dir": str(folder), "num_samples": spec.total_trials(), "trial_timeout_s": spec.trial_timeout_s,
                        "cpus_per_trial": spec.resources["cpu"], "gpu_fallback": spec.gpu_fallback,
                        "pretrain_cpus": (spec.pretrain_resources or {}).get("cpu"),
-                       "constraints": dict(c.to_item() for c in spec.constraints), "energy": spec.energy.to_dict()}}
+                       "constraints": dict(c.to_item() for c in spec.constraints), "energy": spec.energy.to_dict(),
+                       "early_stopping": spec.early_stopping.to_dict() if spec.early_stopping else None,
+                       "objectives": [list(o) for o in spec.objectives]}}
 
 
 def _trial_dirname(trial) -> str:

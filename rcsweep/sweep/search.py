@@ -15,7 +15,9 @@ one is nearest, :mod:`.identity`.
 - **Suggestions** come from the study, each configuration once and none that would only wait for
   a pretraining (:class:`.suggestions.Suggestions`, the searcher's other half).
 - **A finished trial** is told to the study (:func:`.study.outcome`), and so is every repeated
-  suggestion that waited for it.
+  suggestion that waited for it. **A trial stopped early** (:mod:`.scheduler`) is told pruned
+  (:func:`.study.tell_pruned`, which says why pruned rather than its rung values), and its
+  configuration is never run again.
 - **State**: Tune saves and restores the searcher's links between its trials and the study's
   (``get_state``); the study itself is in its journal, re-opened and reconciled on resume.
 """
@@ -33,7 +35,7 @@ from .identity import config_key
 from .space import ConditionalSpace, optuna_value
 from .store import pretrain_id
 from .study import (close_stale, finished_trial, known_from_study, open_study, outcome, results_rows, running_trial,
-                    set_constraints)
+                    set_constraints, tell_pruned)
 from .study import STUDY_FILE, told_value  # noqa: F401  (re-exported: importable from rcsweep.sweep.search)
 from .suggestions import Suggestions
 
@@ -108,7 +110,10 @@ class SweepSearcher(Suggestions, Searcher):
         elif trial_id in self.numbers:
             number = self.numbers[trial_id]
             key = self.study().trials[number].user_attrs.get("config_key")
-            self._tell(number, None if error else result, collapsed=error and self._collapsed(trial_id))
+            if not error and self._stopped(trial_id):
+                self._tell_pruned(number)
+            else:
+                self._tell(number, None if error else result, collapsed=error and self._collapsed(trial_id))
         else:
             return
         for repeat in self.waiting.pop(key, []):
@@ -170,12 +175,21 @@ class SweepSearcher(Suggestions, Searcher):
         self._results[key] = (values, constraints)
         return told
 
+    def _tell_pruned(self, number: int) -> None:
+        """Tell the study trial ``number`` was stopped early (unless told before a driver was killed)."""
+        frozen = self.study().trials[number]
+        if not frozen.state.is_finished():
+            tell_pruned(self.study(), number)
+        self._known[frozen.user_attrs.get("config_key")] = "early_stopped"
+
     def _tell_repeat(self, number: int, key: str) -> None:
         """Tell a repeated suggestion what its configuration's trial gave."""
         from optuna.trial import TrialState
 
         study = self.study()
-        if self._known.get(key) == "finished":
+        if self._known.get(key) == "early_stopped":
+            tell_pruned(study, number)
+        elif self._known.get(key) == "finished":
             values, constraints = self._results[key]
             set_constraints(study, number, constraints)
             study.tell(number, values)
@@ -207,6 +221,12 @@ class SweepSearcher(Suggestions, Searcher):
             self._known[key] = "failed"
         else:
             self._known.pop(key, None)
+
+    def _stopped(self, trial_id: str) -> bool:
+        from .scheduler import stopped
+        from .trainable import TRIALS_DIR
+
+        return bool(self.folder) and stopped(Path(self.folder) / TRIALS_DIR / trial_id) is not None
 
     def _collapsed(self, trial_id: str) -> bool:
         from .trainable import COLLAPSED_FILE, TRIALS_DIR

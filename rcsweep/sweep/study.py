@@ -13,7 +13,7 @@ the state that links them to Tune's trials.
   (:mod:`rcsweep.trial_status`; :func:`outcome`): its objectives (on the hypervolume's scale,
   :func:`told_value`: sizes as log10), with Optuna constraint values from the sweep's
   ``constraints`` and ``trusted`` (> 0 for suspect and degenerate trials: infeasible); a failed
-  trial is told failed.
+  trial is told failed; a trial stopped early is told pruned (:func:`tell_pruned`).
 - **Trials that ran outside the study** (references, rows of an older sweep) are added as
   completed trials (:func:`finished_trial`) with the parameters they share with the space (a dense
   reference's ``pretrain``; its ``compression: none`` lies outside the searched choices, and a
@@ -80,6 +80,25 @@ def outcome(result, spec: SweepSpec):
     return values, sampler_constraints(result, spec.constraints, flags)
 
 
+def tell_pruned(study, number: int) -> None:
+    """Tell ``study`` that its running trial ``number`` was stopped early at a rung (issue 16): as
+    Optuna's ``PRUNED``, with no values.
+
+    Why pruned rather than the trial's rung values: the rung values are not what the objectives
+    measure (a screening PGD on val after part of the fine-tuning, on the compressed model), and a
+    study told them as COMPLETE would hold them on its own Pareto front and feed NSGA-II's
+    populations and GP's regression with numbers from another measurement. Pruned, each sampler
+    uses it as it is built to: TPE (Optuna 5) counts pruned trials among its observations and puts
+    them in its "above" (bad) group behind every complete trial, which is what a stop means (this
+    region did not reach the front); NSGA-II and GP leave them out rather than learn a wrong value.
+    Optuna's multi-objective studies take no intermediate values (``Trial.report`` refuses them), so
+    none are reported; the rung and its screening are in results.csv."""
+    from optuna.trial import TrialState
+
+    running_trial(study, number).set_user_attr("early_stopped", True)
+    study.tell(number, state=TrialState.PRUNED)
+
+
 def running_trial(study, number: int):
     """The running trial ``number`` of ``study`` as an ``optuna.Trial`` (what ``Study.ask`` returned)."""
     import optuna
@@ -106,7 +125,8 @@ def close_stale(study, trials, keep: set) -> None:
 
 def known_from_study(trials, issued) -> tuple[dict, dict, set]:
     """What the study's ``trials`` say of each configuration: ``(known, results, refs_told)``, config
-    key -> "finished" | "failed" (deterministically: training collapse) | "running", config key ->
+    key -> "finished" | "failed" (deterministically: training collapse) | "early_stopped" (pruned) |
+    "running", config key ->
     (values, constraints) of a finished trial, and the config keys of references told. ``issued``:
     the Tune trial ids the searcher issued (a trial issued by another is not counted)."""
     from optuna.trial import TrialState
@@ -125,6 +145,8 @@ def known_from_study(trials, issued) -> tuple[dict, dict, set]:
         if t.state == TrialState.COMPLETE:
             known[key] = "finished"
             results[key] = (list(t.values), dict(t.constraints or {}))
+        elif t.state == TrialState.PRUNED:
+            known.setdefault(key, "early_stopped")
         elif t.state == TrialState.FAIL and t.user_attrs.get("deterministic_failure"):
             known.setdefault(key, "failed")
         elif t.state == TrialState.RUNNING:

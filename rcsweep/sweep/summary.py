@@ -10,6 +10,7 @@ from ..config import TrialConfig
 from ..errors import UserError
 from ..pareto import front_order, gains, hypervolume, normalisation_text, parse_objectives, reference_values
 from ..results import RESULTS_FILE, load_results, split_usable
+from ..rungs import stopped_summary
 from ..sweepfile import SweepSpec
 from .folder import driver_alive, read_driver, read_spec, search_exhausted
 from .store import pretrain_id
@@ -32,8 +33,9 @@ class Status:
 
     @property
     def complete(self) -> bool:
-        """Every planned trial finished, or the search ran every configuration and none is running."""
-        return self.counts.get("finished", 0) == self.planned or (self.exhausted is not None
+        """Every planned trial finished (or was stopped early), or the search ran every configuration and none is running."""
+        done = self.counts.get("finished", 0) + self.counts.get("early_stopped", 0)  # a stopped trial is done
+        return done == self.planned or (self.exhausted is not None
                                                                   and not self.counts.get("running"))
 
 
@@ -53,8 +55,9 @@ def format_status(st: Status) -> str:
     lines = [f"sweep {st.spec.name} in {st.folder} ({state})",
              f"trials: {st.counts.get('finished', 0)} finished, {st.counts.get('running', 0)} running, "
              f"{st.counts.get('failed', 0)} failed, of {st.planned} planned"]
-    if st.counts.get("early_stopped"):
-        lines[-1] += f", {st.counts['early_stopped']} stopped early"
+    stopped = stopped_summary(st.table)
+    if stopped:
+        lines.append(f"early stopping: {stopped}")
     if st.exhausted:
         lines.append(f"search ended early: {st.exhausted}")
     flagged = _flag_counts(st.table)

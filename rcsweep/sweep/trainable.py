@@ -11,7 +11,14 @@ once when retried; ``rcsweep resume --retry-failed`` removes the file and runs i
 
 Per trial, ``DIR/trials/<trial_id>/`` holds ``record.json``, ``model.pt``, ``model.json`` and
 ``stages.jsonl`` (one line per stage completed: what ran, where, when); its row in
-``DIR/results.csv`` goes ``running`` -> ``finished`` or ``failed`` with the error.
+``DIR/results.csv`` goes ``running`` -> ``finished`` or ``failed`` with the error, or
+``early_stopped`` (written by :class:`.scheduler.RungScheduler`).
+
+With the sweep's ``early_stopping``, the trial is screened at each rung it reaches and reports the
+rung to Tune (:func:`.rung_report.at_rung`), after that stage's checkpoint: the scheduler decides
+while the trial waits on its report. A trial resumed from a rung's checkpoint reports that rung
+again (the scheduler answers with the decision it recorded, so a decision lost with a killed driver
+still takes effect); a trial with ``early_stopped.json`` is never run again.
 
 A trial runs where Ray placed it (:func:`rcsweep.device.placement_device`): on its GPU when Ray
 assigned one, else on the CPU. A GPU assigned on a node where CUDA is not usable (a node declaring
@@ -45,7 +52,10 @@ from ..pipeline import (Progress, check_target, continue_trial, load_trial_data,
                         save_trial)
 from ..results import record_to_row, upsert_rows
 from ..sweepfile import METRICS
+from ..screening import screening_metrics
 from . import checkpoints
+from .rung_report import at_rung, last_rung_report
+from .scheduler import stopped
 from .store import PretrainStore, pretrain_id
 
 TRIALS_DIR = "trials"
@@ -60,7 +70,8 @@ class TrialTimeout(RuntimeError):
 def sweep_trial(config: dict) -> None:
     """Run one trial. ``config``: ``trial`` (flat TrialConfig), ``reference`` (bool) and ``_sweep``
     (``dir``, ``trial_timeout_s``, ``cpus_per_trial``, ``gpu_fallback``, ``pretrain_cpus``,
-    ``constraints``, ``energy``), as :mod:`.search` and :mod:`.runner` make it. A finished trial that
+    ``constraints``, ``energy``, ``early_stopping``, ``objectives``), as :mod:`.search` and
+    :mod:`.runner` make it. A finished trial that
     violates the sweep's constraints is flagged ``infeasible`` in its record and row
     (:func:`rcsweep.constraints.apply`)."""
     started = time.time()
@@ -74,6 +85,9 @@ def sweep_trial(config: dict) -> None:
     if record is not None:  # finished before the driver could hear of it: report, never rerun
         upsert_rows(root, [record_to_row(status="finished", record=record, **row)])
         tune.report(final_metrics(record))
+        return
+    if stopped(folder) is not None:  # stopped at a rung (its row written by the scheduler): never run again
+        tune.report({"stage": "early_stopped"})
         return
     collapsed = folder / COLLAPSED_FILE
     if collapsed.is_file():  # Tune's retry of a deterministic failure: fail again at once
@@ -145,16 +159,23 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
     else:
         progress, weights, path = resumed
         _log_stage(folder, "resume", from_stage=progress.stage, epochs_done=progress.finetune_epochs_done, source=str(path))
+    es, objectives = sweep.get("early_stopping"), [tuple(o) for o in sweep.get("objectives") or ()]
 
     def on_stage(p: Progress, m):
+        rung = at_rung(m, cfg, data, p, folder, es, objectives, device) if es else {}  # before the checkpoint
         step = 1 + p.finetune_epochs_done
         path = checkpoints.save(folder, step, p, m)
         _log_stage(folder, p.stage, epochs_done=p.finetune_epochs_done)
         last = (p.history.get("finetune") or [{}])[-1] if p.stage == "finetuning" else {}
-        report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"))
+        report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"), **rung)
+
+    again = last_rung_report(folder, progress) if es and resumed is not None else {}
+    if again:  # resumed from a rung's checkpoint: that rung's decision again
+        report(progress.stage, **again)
 
     model, comp, record = continue_trial(model, cfg, data, device, progress, weights=weights, on_stage=on_stage,
                                          energy=energy)
+    record["metrics"].update(screening_metrics(progress.history.get("screening", [])))
     apply_constraints(record, constraints)
     record["runtime"] = runtime_section(device, started, node=node,
                                         **{k: v for k, v in placement.items() if k != "device"})

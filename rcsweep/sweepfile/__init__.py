@@ -44,6 +44,7 @@ import yaml
 from .. import metrics_table
 from ..config import FIELD_NAMES, TrialConfig, applicable
 from ..constraints import parse_constraints
+from ..early_stopping import EarlyStopping, parse_early_stopping
 from ..energy import EnergySettings
 from ..errors import ConfigError, UserError, did_you_mean
 from ..samplers import DEFAULT, SAMPLERS
@@ -79,6 +80,7 @@ class SweepSpec:
     description: str = ""
     energy: EnergySettings = field(default_factory=EnergySettings)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    early_stopping: Optional[EarlyStopping] = None  # rcsweep.early_stopping: off by default
 
     # -- trials ------------------------------------------------------------------------------
     def trial_config(self, sampled: dict | None = None, overrides: dict | None = None) -> TrialConfig:
@@ -129,7 +131,8 @@ class SweepSpec:
                 "search_seed": self.search_seed,
                 "trial_timeout_s": self.trial_timeout_s, "time_budget_s": self.time_budget_s,
                 "max_failures": self.max_failures, "energy": self.energy.to_dict(),
-                "tracking": self.tracking.to_dict()}
+                "tracking": self.tracking.to_dict(),
+                "early_stopping": self.early_stopping.to_dict() if self.early_stopping else None}
 
     def replace(self, **changes) -> "SweepSpec":
         return parse_sweep({**self.to_dict(), **changes}, self.name)
@@ -225,6 +228,8 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
     refs = data.get("references") or []
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise ConfigError("references", "must be a list of mappings of trial parameters")
+    spec_kw["early_stopping"] = parse_early_stopping(data.get("early_stopping"), search=spec_kw["search"],
+                                                     objectives=spec_kw["objectives"], fixed=fixed, space=space)
     spec = SweepSpec(references=tuple(refs), **spec_kw)
     # whole-trial checks: the default trial, each reference, and fixed parameters that can never apply
     fixed_applies(fixed, space)

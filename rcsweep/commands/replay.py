@@ -1,0 +1,133 @@
+"""``rcsweep replay DIR [--early-stopping YAML]``: what early stopping would have done to a sweep
+that recorded its screening (issue 16, item 6), without running anything.
+
+A sweep records every rung's screening (``screen_history``) when its file has ``early_stopping``
+(``stop: false`` screens without stopping: a full grid can be recorded so). The replay runs the
+rung decision (:func:`rcsweep.rungs.decide`) on those records: trials arrive in results.csv order
+(the order they started; asynchronous arrival at each rung is approximated by it), each goes
+through the replayed rungs it reaches, and every rung decides on the points that arrived before
+it, as the scheduler would have. References are never stopped. A trial that the recorded sweep
+stopped itself counts as stopped at its recorded rung unless the replay stops it earlier; a
+replayed rung that a trial reached but did not record is an error (record with rungs covering
+the replayed ones).
+
+Reported: the trials stopped (rung and reason), the front's trials among them (the goal is none),
+the compute saved (fine-tuning after the rung, the final evaluation and the later rungs'
+screening; :mod:`rcsweep.compute` defines a sweep's compute) as FLOPs and seconds, and the
+hypervolume kept (the front of the trials not stopped against the full front, one normalisation).
+"""
+from __future__ import annotations
+
+import math
+
+from ..compute import number
+from ..errors import UserError
+
+SAVED_PARTS = ("flops", "seconds")
+
+
+def simulate(table, objectives, es, num_classes) -> dict:
+    """``{trial_id: (rung, reason)}`` of the trials early stopping ``es``
+    (:class:`rcsweep.early_stopping.EarlyStopping`) stops in a results ``table`` (module
+    docstring); ``objectives``: ``(metric, direction)`` pairs; ``num_classes``: chance is 1/that."""
+    from ..rungs import decide, group_key, rung_point_of, rung_values
+
+    points: dict = {}
+    out: dict = {}
+    for _, row in table[table["status"].isin(["finished", "early_stopped"])].iterrows():
+        tid = row["trial_id"]
+        history = {h["rung"]: h for h in (row.get("screen_history") or [])}
+        total = int(row["finetune_epochs"]) if _given(row.get("finetune_epochs")) and row.get("finetune") != "none" else 0
+        recorded_stop = int(row["screen_rung"]) if row["status"] == "early_stopped" else None
+        for r in (r for r in es.rungs if r <= total):
+            if recorded_stop is not None and r > recorded_stop:
+                out[tid] = (recorded_stop, "stopped in the recorded sweep")
+                break
+            if r not in history:
+                raise UserError(f"trial {tid} reached rung {r} but recorded no screening there: replay rungs that "
+                                f"the sweep recorded (its early_stopping rungs)")
+            point = rung_point_of(tid, rung_values(objectives, history[r], row), history[r])
+            rung = points.setdefault((group_key(row), r), [])
+            rung.append(point)
+            if bool(row.get("is_reference")):
+                continue
+            d = decide(rung, tid, objectives, eta=es.eta, margin_se=es.margin_se, num_classes=num_classes)
+            if d.stop:
+                out[tid] = (r, d.reason)
+                break
+        else:
+            if recorded_stop is not None:
+                out[tid] = (recorded_stop, "stopped in the recorded sweep")
+    return out
+
+
+def saved(row, rung: int) -> dict:
+    """FLOPs and seconds a finished ``row`` would not have spent, stopped at ``rung``: its
+    fine-tuning after the rung, its final evaluation, and the screening of later rungs."""
+    total = number(row.get("finetune_epochs")) if row.get("finetune") != "none" else 0.0
+    left = 1.0 - rung / total if total else 0.0
+    later = [h for h in (row.get("screen_history") or []) if h["rung"] > rung]
+    return {"flops": left * number(row.get("flops_finetune")) + number(row.get("flops_evaluate"))
+            + sum(number(h.get("flops")) for h in later),
+            "seconds": left * number(row.get("time_finetune_s")) + number(row.get("time_evaluate_s"))
+            + sum(number(h.get("seconds")) for h in later)}
+
+
+def replay(folder, es=None) -> str:
+    """The replay of the sweep in ``folder`` with early stopping ``es`` (a mapping as in a sweep
+    file; None: the sweep's own), as text. Raises UserError (one line) when there is nothing to replay."""
+    from ..compute import sweep_compute
+    from ..data import dataset_info
+    from ..early_stopping import parse_early_stopping
+    from ..pareto import gains, hypervolume, parse_objectives, reference_values
+    from ..results import load_results
+    from ..sweep.folder import read_spec
+    from ..sweep.summary import front_and_usable
+
+    spec = read_spec(folder)
+    given = es if es is not None else (spec.early_stopping.to_dict() if spec.early_stopping else None)
+    if given is None:
+        raise UserError("--early-stopping: the sweep has no early_stopping section; give one, e.g. "
+                        "--early-stopping '{rungs: [0, 1], eta: 3}'")
+    if not isinstance(given, dict):
+        raise UserError(f"--early-stopping: must be a mapping like {{rungs: [0, 1], eta: 3}}, got {given!r}")
+    es = parse_early_stopping({**given, "stop": True}, search="replay", objectives=spec.objectives,
+                              fixed=spec.fixed, space=spec.space)
+    table = load_results(folder)
+    if "screen_history" not in table or not table["screen_history"].map(bool).any():
+        raise UserError(f"{folder}: no trial recorded its screening (run the sweep with early_stopping, "
+                        f"stop: false to record without stopping)")
+    num_classes = dataset_info(str(table["dataset"].iloc[0])).num_classes
+    stops = simulate(table, spec.objectives, es, num_classes)
+    front, usable = front_and_usable(table, spec.objectives)
+    kept_rows = usable[~usable["trial_id"].isin(list(stops))]
+    kept_front, _ = front_and_usable(kept_rows, spec.objectives) if len(kept_rows) else (kept_rows, kept_rows)
+    objs = parse_objectives([f"{m}:{d}" for m, d in spec.objectives])
+    refs = reference_values(usable, objs)
+    hv_full = hypervolume(gains(front, objs, refs)) if len(front) else 0.0
+    hv_kept = hypervolume(gains(kept_front, objs, refs)) if len(kept_front) else 0.0
+    full = sweep_compute(table)
+    by_id = table.set_index("trial_id")
+    save = {k: 0.0 for k in SAVED_PARTS}
+    for tid, (rung, _) in stops.items():
+        if by_id.loc[tid, "status"] == "finished":
+            for k, v in saved(by_id.loc[tid], rung).items():
+                save[k] += v
+    lost = sorted(set(front["trial_id"]) & set(stops))
+    lines = [f"replay of {folder} with early_stopping {es.to_dict()}",
+             f"stopped: {len(stops)} of {len(table)} trials"
+             + "".join(f"\n  {tid} at rung {r}: {why}" for tid, (r, why) in stops.items()),
+             f"front trials stopped: {len(lost)} of {len(front)}" + (f" ({', '.join(lost)})" if lost else ""),
+             f"compute: {full['flops']:.4g} FLOPs, {full['seconds']:.4g} s recorded; saved "
+             f"{save['flops']:.4g} FLOPs ({_share(save['flops'], full['flops'])}), {save['seconds']:.4g} s "
+             f"({_share(save['seconds'], full['seconds'])})",
+             f"hypervolume kept: {hv_kept:.4f} of {hv_full:.4f} ({_share(hv_kept, hv_full)})"]
+    return "\n".join(lines)
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole > 0 else "n/a"
+
+
+def _given(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))

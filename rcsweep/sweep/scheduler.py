@@ -1,0 +1,120 @@
+"""Multi-objective early stopping as a Ray Tune trial scheduler (issue 16).
+
+Ray Tune's ASHA and HyperBand rank trials by one metric; :class:`RungScheduler` is Tune's FIFO
+scheduler (trials run in the order the searcher gives them) plus the rung decision of
+:mod:`rcsweep.rungs` (non-dominated sorting with a statistical margin, after Li et al. 2020's ASHA
+and Schmucker et al. 2021's MO-ASHA). Being a scheduler, it works with any searcher and on a
+cluster: decisions are taken in the driver, on what the trials report at their rungs
+(:mod:`.rung_report`).
+
+- **Rungs** fill per group of comparable trials (:func:`rcsweep.rungs.group_key`: fine-tuning
+  method and total epochs). References add their points but are never stopped: they are the
+  user's baselines.
+- **A stopped trial** gets ``trials/<id>/early_stopped.json`` (the trainable then never runs it
+  again, also after a resume) and its results.csv row, status ``early_stopped``, with the rung it
+  reached (``screen_rung``), its screening metrics, why (``early_stopped_reason``) and what it cost
+  until then (:func:`record_stop`). The searcher tells the study it was pruned
+  (:mod:`.search`).
+- **State** is the file ``DIR/early_stopping.json`` (every rung's points with their decisions),
+  written atomically before a decision takes effect. Tune pickles the scheduler with the Tuner
+  but saves no scheduler state between its experiment checkpoints; a resumed sweep, even after a
+  SIGKILLed driver, reads the file back. A point reported again (a trial resumed from its rung's
+  checkpoint) gets the decision recorded for it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from ..fileio import atomic_write_json
+from ..results import record_to_row, upsert_rows
+from ..rungs import Decision, RungPoint, decide
+from ..screening import screening_metrics
+from ..sweepfile import SweepSpec
+from . import checkpoints
+from .rung_report import RUNGS_FILE, rung_point
+
+STATE_FILE = "early_stopping.json"  # DIR/: every rung's points and decisions
+STOPPED_FILE = "early_stopped.json"  # trials/<id>/: stopped at a rung; never run again
+
+
+class RungScheduler(FIFOScheduler):
+    """FIFO plus the rung decision (module docstring) for the sweep ``spec`` (its ``early_stopping``
+    and ``objectives``)."""
+
+    def __init__(self, spec: SweepSpec):
+        super().__init__()
+        self.objectives = tuple(spec.objectives)
+        self.es = spec.early_stopping
+        self._state = None  # group|rung -> [points with decisions], read from STATE_FILE on first use
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get("rung") is None:
+            return TrialScheduler.CONTINUE
+        folder = Path(trial.config["_sweep"]["dir"])
+        decision = self.judge(folder, trial.trial_id, result, reference=bool(trial.config.get("reference")))
+        if decision.stop:
+            record_stop(folder, trial.trial_id, trial.config["trial"], bool(trial.config.get("reference")),
+                        int(result["rung"]), decision.reason)
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def judge(self, folder: Path, trial_id: str, result: dict, reference: bool = False) -> Decision:
+        """The decision for ``trial_id``'s rung report ``result``: recorded and returned (the one
+        recorded before, for a point reported again)."""
+        state = self.state(folder)
+        points = state.setdefault(f"{result['rung_group']}|{int(result['rung'])}", [])
+        for p in points:
+            if p["trial_id"] == trial_id:
+                return Decision(**p["decision"])
+        point = rung_point(result, trial_id)
+        if reference:
+            decision = Decision(False, "a reference: never stopped")
+        else:
+            decision = decide([_point(p) for p in points] + [point], trial_id, self.objectives, eta=self.es.eta,
+                              margin_se=self.es.margin_se, num_classes=int(result["rung_classes"]))
+        points.append({**asdict(point), "decision": asdict(decision)})
+        atomic_write_json(folder / STATE_FILE, state)
+        return decision
+
+    def state(self, folder: Path) -> dict:
+        """The rungs' points (read from ``folder/early_stopping.json`` on first use)."""
+        if self._state is None:
+            path = folder / STATE_FILE
+            self._state = json.loads(path.read_text()) if path.is_file() else {}
+        return self._state
+
+    def __getstate__(self):  # pickled with the Tuner: the state lives in its file
+        state = dict(self.__dict__)
+        state["_state"] = None
+        return state
+
+
+def _point(p: dict) -> RungPoint:
+    return RungPoint(p["trial_id"], p["values"], p["n"], p["clean_acc"])
+
+
+def stopped(folder: Path) -> dict | None:
+    """``trials/<id>/early_stopped.json`` of a trial folder (rung and reason), or None."""
+    try:
+        return json.loads((Path(folder) / STOPPED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def record_stop(root: Path, trial_id: str, params: dict, is_reference: bool, rung: int, reason: str) -> None:
+    """Mark ``trial_id`` stopped at ``rung``: its ``early_stopped.json``, then its results.csv row
+    (status ``early_stopped``; screening metrics and the cost so far from its ``rungs.json``)."""
+    folder = root / "trials" / trial_id
+    atomic_write_json(folder / STOPPED_FILE, {"rung": rung, "reason": reason})
+    try:
+        seen = json.loads((folder / RUNGS_FILE).read_text())
+    except (OSError, ValueError):
+        seen = {}
+    metrics = {**seen.get("spent", {}), **screening_metrics(seen.get("history", [])), "early_stopped_reason": reason}
+    upsert_rows(root, [record_to_row(trial_id, "early_stopped", record={"params": params, "metrics": metrics},
+                                     is_reference=is_reference)])
+    checkpoints.clear(folder)  # never resumed: its stage checkpoints are of no use

@@ -1,0 +1,136 @@
+"""Early stopping on a real local Ray (issue 16): a clearly dominated trial is stopped at rung 0,
+recorded as early_stopped with its screening, told to the study as pruned, kept off the front and
+counted by status; the others finish with every rung screened. A SIGKILLed driver's sweep resumes
+with the scheduler's state intact and no stopped trial run again."""
+import json
+import signal
+import time
+
+from conftest_ray import ray_local  # noqa: F401  (session fixture)
+from test_sweep_run import FIXED, stage_logs, start_driver
+
+from rcsweep import load_results
+from rcsweep.cli import main
+
+# references: 3 pretraining epochs, dense and quantized (clean accuracy ~0.87 on 100 val images);
+# searched: 1 epoch (~0.31: dominated by both references beyond the margin) and 4 epochs (~0.96: on
+# the front). Rung 0 has 3 points once the third trial reaches it (eta + 1 = 3): it decides.
+ES = {"name": "es", "fixed": {**{k: v for k, v in FIXED.items() if k != "pretrain_epochs"}, "val_size": 100,
+                              "finetune": "clean", "finetune_epochs": 2, "finetune_lr": 0.02},
+      "space": {"pretrain_epochs": {"choice": [1, 4]}},
+      "references": [{"pretrain_epochs": 3}, {"pretrain_epochs": 3, "compression": "quant", "weight_bits": 8}],
+      "objectives": {"clean_acc": "max", "model_bits": "min"},
+      "early_stopping": {"rungs": [0, 1], "eta": 2, "screen_size": 100, "screen_steps": 2},
+      "num_samples": 4, "max_concurrent": 2, "max_failures": 0}
+
+
+def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local, tmp_path, capsys):  # noqa: F811
+    from rcsweep.sweep.runner import run_sweep
+    from rcsweep.sweep.scheduler import STATE_FILE
+    from rcsweep.sweep.search import open_study
+    from rcsweep.sweep.summary import pareto_front
+    from rcsweep.sweepfile import load_sweep
+
+    out = run_sweep(ES, storage=tmp_path, quiet=True)
+    df = load_results(out.folder).set_index("trial_id")
+    assert out.exit_code == 0 and (out.finished, out.early_stopped, out.failed) == (3, 1, 0)
+    stopped = df[df["status"] == "early_stopped"]
+    assert len(stopped) == 1 and stopped["pretrain_epochs"].iloc[0] == 1
+    s = stopped.iloc[0]
+    tid = stopped.index[0]
+    assert s["screen_rung"] == 0 and s["screen_clean_acc"] < 0.5 and s["flops_screen"] > 0
+    assert "below the top" in s["early_stopped_reason"] and [h["rung"] for h in s["screen_history"]] == [0]
+    assert s["flops_finetune"] == 0 and s["flops_pretrain"] > 0  # what it cost: no fine-tuning at all
+    trial = out.folder / "trials" / tid
+    assert not (trial / "record.json").exists() and not (trial / "checkpoints").exists()
+    assert json.loads((trial / "early_stopped.json").read_text())["rung"] == 0
+    assert [e["stage"] for e in stage_logs(out.folder)[tid]] == ["pretrain", "compressed"]  # never fine-tuned
+
+    done = df[df["status"] == "finished"]
+    for _, r in done.iterrows():  # every rung screened and recorded, the evaluation's cost counted
+        assert [h["rung"] for h in r["screen_history"]] == [0, 1] and r["screen_rung"] == 1
+        assert r["flops_evaluate"] > 0 and r["flops_screen"] > 0
+    assert sorted(done["pretrain_epochs"]) == [3, 3, 4]
+
+    state = json.loads((out.folder / STATE_FILE).read_text())
+    assert {k: len(v) for k, v in state.items()} == {"clean/2|0": 4, "clean/2|1": 3}
+    assert [p["decision"]["stop"] for p in state["clean/2|0"] if p["trial_id"] == tid] == [True]
+
+    spec = load_sweep(ES)
+    assert tid not in set(pareto_front(df.reset_index(), spec.objectives)["trial_id"]) and tid not in out.pareto
+    study = open_study(out.folder, spec)
+    mine = [t for t in study.trials if t.user_attrs.get("tune_trial") == tid]
+    assert len(mine) == 1 and mine[0].state.name == "PRUNED" and mine[0].user_attrs["early_stopped"]
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["PRUNED"]
+    assert main(["status", str(out.folder)]) == 0
+    text = capsys.readouterr().out
+    assert "(complete)" in text and "early stopping: 1 stopped early (rung 0: 1): 2 fine-tuning epochs" in text
+
+
+def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rerun(ray_local, tmp_path):  # noqa: F811
+    from rcsweep.sweep.runner import resume_sweep
+    from rcsweep.sweep.scheduler import STATE_FILE
+
+    driver, folder = start_driver({**ES, "name": "es_killed"}, tmp_path, ray_local,
+                                  lambda rows: (rows["status"] == "early_stopped").any())
+    time.sleep(3)  # past Tune's next experiment-state save (TUNE_GLOBAL_CHECKPOINT_S = 2)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    df = load_results(folder)
+    tid = df.loc[df["status"] == "early_stopped", "trial_id"].iloc[0]
+    log_before = stage_logs(folder)[tid]
+    state_before = json.loads((folder / STATE_FILE).read_text())
+
+    outcome = resume_sweep(folder, quiet=True)
+    df = load_results(folder).set_index("trial_id")
+    assert outcome.exit_code == 0 and (outcome.finished, outcome.early_stopped) == (3, 1)
+    assert df.loc[tid, "status"] == "early_stopped" and df.loc[tid, "pretrain_epochs"] == 1
+    assert stage_logs(folder)[tid] == log_before  # the stopped trial never ran again
+    assert not (folder / "trials" / tid / "record.json").exists()
+    state = json.loads((folder / STATE_FILE).read_text())
+    for key, points in state_before.items():  # the scheduler's state came back: nothing lost or decided twice
+        assert state[key][:len(points)] == points
+    assert {k: len(v) for k, v in state.items()} == {"clean/2|0": 4, "clean/2|1": 3}
+    for key, points in state.items():
+        assert len({p["trial_id"] for p in points}) == len(points)
+
+
+def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
+    """A trial resumed from its rung's checkpoint reports that rung again: the scheduler (a new one,
+    as after a killed driver) reads its state file and answers with the recorded decision."""
+    from rcsweep.sweep.scheduler import STATE_FILE, RungScheduler
+    from rcsweep.sweepfile import load_sweep
+
+    spec = load_sweep(ES)
+
+    def report(acc, bits):
+        return {"rung": 0, "rung_group": "clean/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
+                "rung_value.clean_acc": acc, "rung_value.model_bits": bits}
+
+    first = RungScheduler(spec)
+    for tid, acc, bits in (("a", 0.9, 1e5), ("b", 0.88, 2e4), ("c", 0.3, 1e5)):
+        first.judge(tmp_path, tid, report(acc, bits))
+    again = RungScheduler(spec)  # state from the file only
+    assert again.judge(tmp_path, "c", report(0.95, 1.0)).stop  # the recorded decision, not a new one
+    assert not again.judge(tmp_path, "a", report(0.0, 1e9)).stop
+    assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["clean/2|0"]] == ["a", "b", "c"]
+    assert again.judge(tmp_path, "r", report(0.2, 1e6), reference=True).reason == "a reference: never stopped"
+
+
+def test_a_pruned_configuration_is_known_as_stopped_and_never_run_again():
+    """What a resumed searcher reads back from the journal: a pruned trial's configuration is
+    'early_stopped' (a repeated suggestion of it is told pruned, never run)."""
+    import optuna
+
+    from rcsweep.sweep.study import known_from_study, tell_pruned
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    trial.set_user_attr("config_key", "k1")
+    trial.set_user_attr("tune_trial", "t1")
+    tell_pruned(study, trial.number)
+    frozen = study.trials[0]
+    assert frozen.state.name == "PRUNED" and frozen.user_attrs["early_stopped"] and frozen.values is None
+    known, results, _ = known_from_study(study.trials, {"t1": 0})
+    assert known == {"k1": "early_stopped"} and results == {}
