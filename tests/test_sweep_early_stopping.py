@@ -41,6 +41,8 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert s["screen_rung"] == 0 and s["screen_clean_acc"] < 0.5 and s["flops_screen"] > 0
     assert "below the top" in s["early_stopped_reason"] and [h["rung"] for h in s["screen_history"]] == [0]
     assert s["flops_finetune"] == 0 and s["flops_pretrain"] > 0  # what it cost: no fine-tuning at all
+    assert s["model_bits"] == df[df["status"] == "finished"]["model_bits"].max()  # its size, known at rung 0
+    assert s["screen_history"][0]["values"]["model_bits"] == s["model_bits"]  # what the decision compared
     trial = out.folder / "trials" / tid
     assert not (trial / "record.json").exists() and not (trial / "checkpoints").exists()
     assert json.loads((trial / "early_stopped.json").read_text())["rung"] == 0
@@ -65,6 +67,17 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert main(["status", str(out.folder)]) == 0
     text = capsys.readouterr().out
     assert "(complete)" in text and "early stopping: 1 stopped early (rung 0: 1): 2 fine-tuning epochs" in text
+    assert next(line for line in text.splitlines() if tid in line and "early_stopped" in line).rstrip().endswith(
+        "stopped at rung 0")
+    # the replay of the sweep with its own settings decides as the live scheduler did
+    from rcsweep.commands.replay import simulate
+    from rcsweep.early_stopping import parse_early_stopping
+
+    es = parse_early_stopping({**ES["early_stopping"], "stop": True}, search="replay", objectives=spec.objectives,
+                              fixed=spec.fixed, space=spec.space)
+    replayed = simulate(load_results(out.folder), spec.objectives, es, 10)
+    assert {t: rung for t, (rung, _) in replayed.items()} == {tid: 0}
+    assert "recorded sweep" not in replayed[tid][1]  # stopped by the replayed decision, not copied from the record
 
 
 def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rerun(ray_local, tmp_path):  # noqa: F811

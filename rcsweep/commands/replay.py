@@ -46,7 +46,9 @@ def simulate(table, objectives, es, num_classes) -> dict:
             if r not in history:
                 raise UserError(f"trial {tid} reached rung {r} but recorded no screening there: replay rungs that "
                                 f"the sweep recorded (its early_stopping rungs)")
-            point = rung_point_of(tid, rung_values(objectives, history[r], row), history[r])
+            recorded = history[r].get("values") or {}  # what the live decision compared, where recorded
+            values = recorded if all(m in recorded for m, _ in objectives) else rung_values(objectives, history[r], row)
+            point = rung_point_of(tid, values, history[r])
             rung = points.setdefault((group_key(row), r), [])
             rung.append(point)
             if bool(row.get("is_reference")):

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
+
 from ray.tune import Callback
 
 from ..results import read_rows, record_to_row, upsert_rows
 from .folder import read_spec
+from .scheduler import stopped
 
 
 def describe(params: dict) -> str:
@@ -60,6 +63,10 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         r = trial.last_result or {}
+        stop = stopped(Path(self.folder) / "trials" / trial.trial_id)
+        if stop is not None:  # the early-stopping scheduler ended it at a rung
+            self._say(f"stopped {trial.trial_id}  at rung {stop['rung']}: {stop['reason']}")
+            return
         shown = "  ".join(f"{m}={r[m]:.4g}" for m, _ in self.objectives if isinstance(r.get(m), (int, float)))
         self._say(f"done    {trial.trial_id}  {shown}")
         metric, direction = self.objectives[0]

@@ -17,7 +17,6 @@ from pathlib import Path
 from ..config import TrialConfig
 from ..fileio import atomic_write_json
 from ..metrics import count_macs, efficiency
-from ..metrics_table import AT_RUNG
 from ..pipeline import Progress, TrialData, stage_flops
 from ..rungs import group_key, rung_values
 from ..screening import screen
@@ -48,19 +47,19 @@ def at_rung(model, cfg: TrialConfig, data: TrialData, progress: Progress, folder
                    seed=early_stopping["screen_seed"], device=device)
     history.append(entry)
     full = stage_flops(cfg, progress.dense["macs"], macs, len(data.train[0]))
-    measured = dict(full)
-    if any(AT_RUNG[m][0] == "model" for m, _ in objectives):
-        measured.update(efficiency(model, cfg, shape, progress.dense["params"], latency=False))
+    sizes = efficiency(model, cfg, shape, progress.dense["params"], latency=False)  # fixed once compressed
+    measured = {**full, **sizes}
     total = cfg.finetune_epochs or 0
     spent_ft = full["flops_finetune"] * (progress.finetune_epochs_done / total if total else 0.0)
     spent = {**progress.times, **{k: v for k, v in progress.energy.items() if v is not None},
              "flops_pretrain": full["flops_pretrain"], "flops_finetune": spent_ft,
              "flops_route": full["flops_pretrain"] + spent_ft}
     values = rung_values(objectives, entry, measured)
+    entry["values"] = values  # what the decision compared, kept in screen_history for rcsweep replay
     report = {"rung": rung, "rung_group": group_key(cfg.to_flat()), "rung_classes": data.info.num_classes,
               "rung_n": entry["n"], "screen_clean_acc": entry["clean_acc"], "screen_robust_acc": entry["robust_acc"],
               **{f"rung_value.{m}": v for m, v in values.items()}}
-    atomic_write_json(folder / RUNGS_FILE, {"history": history, "spent": spent, "report": report})
+    atomic_write_json(folder / RUNGS_FILE, {"history": history, "spent": spent, "sizes": sizes, "report": report})
     return report
 
 

@@ -98,6 +98,10 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
         if pretrained_from is not None:
             prov["pretrained_from"] = {"source": str(Path(pretrained_from).expanduser().resolve()),
                                        "models": seed_store(folder, pretrained_from)}
+            if not quiet:
+                print(f"rcsweep: {len(prov['pretrained_from']['models'])} pretrained model(s) copied from "
+                      f"{pretrained_from}; a trial whose pretraining configuration matches one loads it, "
+                      "the others pretrain as usual", flush=True)
         write_spec(folder, spec, prov)
         upsert_rows(folder, [])
         tuner = tune.Tuner(_trainable(spec), param_space=_param_space(spec, folder),

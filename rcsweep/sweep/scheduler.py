@@ -107,14 +107,17 @@ def stopped(folder: Path) -> dict | None:
 
 def record_stop(root: Path, trial_id: str, params: dict, is_reference: bool, rung: int, reason: str) -> None:
     """Mark ``trial_id`` stopped at ``rung``: its ``early_stopped.json``, then its results.csv row
-    (status ``early_stopped``; screening metrics and the cost so far from its ``rungs.json``)."""
+    (status ``early_stopped``; the compressed model's sizes, screening metrics and the cost so far
+    from its ``rungs.json``)."""
     folder = root / "trials" / trial_id
     atomic_write_json(folder / STOPPED_FILE, {"rung": rung, "reason": reason})
     try:
         seen = json.loads((folder / RUNGS_FILE).read_text())
     except (OSError, ValueError):
         seen = {}
-    metrics = {**seen.get("spent", {}), **screening_metrics(seen.get("history", [])), "early_stopped_reason": reason}
+    # the compressed model's sizes (fine-tuning keeps them), what it spent, its screening
+    metrics = {**seen.get("sizes", {}), **seen.get("spent", {}), **screening_metrics(seen.get("history", [])),
+               "early_stopped_reason": reason}
     upsert_rows(root, [record_to_row(trial_id, "early_stopped", record={"params": params, "metrics": metrics},
                                      is_reference=is_reference)])
     checkpoints.clear(folder)  # never resumed: its stage checkpoints are of no use

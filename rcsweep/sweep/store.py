@@ -58,6 +58,8 @@ def pretrained_models(source) -> list[Path]:
     a sweep folder (its ``pretrained/``) or a ``pretrained/`` folder itself. Raises ``UserError``
     naming ``source`` when it holds none."""
     src = Path(source).expanduser()
+    if not src.exists():
+        raise UserError(f"--pretrained-from: {source} does not exist")
     store = src / STORE_DIR if (src / STORE_DIR).is_dir() else src
     found = sorted(d for d in store.glob("*") if d.is_dir() and _complete(d)) if store.is_dir() else []
     if not found:

@@ -50,6 +50,15 @@ def sweep_status(folder) -> Status:
                   search_exhausted(folder))
 
 
+def _stage_shown(folder, row) -> str:
+    """The status table's ``stage``: how far a running trial got, the rung an early-stopped one reached."""
+    if row["status"] == "running":
+        return last_stage(folder, row["trial_id"])
+    if row["status"] == "early_stopped" and row.get("screen_rung") is not None and row["screen_rung"] == row["screen_rung"]:
+        return f"stopped at rung {int(row['screen_rung'])}"
+    return ""
+
+
 def format_status(st: Status) -> str:
     state = st.driver if st.driver != "stopped" else ("complete" if st.complete else "stopped")
     lines = [f"sweep {st.spec.name} in {st.folder} ({state})",
@@ -67,9 +76,8 @@ def format_status(st: Status) -> str:
         lines.append(f"  the driver is not running: 'rcsweep resume {st.folder}' continues the unfinished trials")
     if st.table is not None and len(st.table):
         cols = ["trial_id", "status", *SHOWN_PARAMS, *(m for m, _ in st.spec.objectives)]
-        table = st.table.assign(stage=[last_stage(st.folder, t) if s == "running" else ""
-                                       for t, s in zip(st.table["trial_id"], st.table["status"])])
-        shown = cols + ["stage"] if st.counts.get("running") else cols
+        table = st.table.assign(stage=[_stage_shown(st.folder, r) for _, r in st.table.iterrows()])
+        shown = cols + ["stage"] if st.counts.get("running") or st.counts.get("early_stopped") else cols
         lines.append(_frame(table[[c for c in shown if c in table]]))
         front, usable = front_and_usable(st.table, st.spec.objectives)
         if len(front):

@@ -153,7 +153,7 @@ def fixed_applies(fixed: dict, space: dict):
     for k in fixed:
         rule = RULES.get(k)
         if rule and not any(d in space for d in rule.keys) and not applicable(k, fixed):
-            cfg_err = f"only applies with {', '.join(f'{d}: {v}' for d, v in rule.example.items())}-like methods"
+            cfg_err = f"only applies with {rule.needs}"
             raise ConfigError(f"fixed.{k}", f"{cfg_err}, but {', '.join(f'{d}={fixed.get(d, TrialConfig.__dataclass_fields__[d].default)}' for d in rule.keys)}")
 
 
