@@ -79,8 +79,8 @@ VARIANTS = {
     "random": {"sampler": "random"},
     # TPE's proposals ranked by optimistic hypervolume improvement (rcsweep.samplers.tpe_front)
     "tpe_front": {"sampler": "tpe_front"},
-    "tpe_front cand 4": {"sampler": "tpe_front", "n_candidates": 4},
-    "tpe_front cand 64": {"sampler": "tpe_front", "n_candidates": 64},
+    "tpe_front cand 8": {"sampler": "tpe_front", "n_candidates": 8},
+    "tpe_front cand 32": {"sampler": "tpe_front", "n_candidates": 32},
     # the searcher's bound on repeated suggestions before it issues the nearest configuration not
     # run (SweepSearcher.MAX_REPEATS, 20): not a sweep-file option
     "tpe repeats 5": {"sampler": "tpe", "max_repeats": 5},

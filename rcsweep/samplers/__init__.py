@@ -22,7 +22,7 @@ SAMPLERS.register("gp")(GP)
 SAMPLERS.register("random")(Random)
 SAMPLERS.register("grid")(Grid)
 
-DEFAULT = "tpe"
+DEFAULT = "tpe_front"
 #: the older one-word ``search:`` values and the sampler each means
 ALIASES = {"optuna": DEFAULT, "random": "random", "grid": "grid"}
 
