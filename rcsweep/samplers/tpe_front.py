@@ -29,7 +29,7 @@ a compression level only after a lucky draw. This sampler keeps TPE's model and 
    proposal is taken. Hypervolume: moocore's (``moocore.hypervolume``), on the scale the study is
    told (sizes as log10), reference point the worst value of each objective seen.
 
-During TPE's startup trials (random) nothing changes. The sweep layer tells the sampler which
+During TPE's startup trials (random: by default only one after the references) nothing changes. The sweep layer tells the sampler which
 objectives are known and on which parameters (``SamplerContext.known``) and which parameters of a
 suggestion apply (``SamplerContext.applicable``: the conditional space); without them this is TPE.
 """
@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from .base import Sampler, SamplerContext, option
 from .tpe import TPE, TPEOptions
@@ -45,8 +46,12 @@ from .tpe import TPE, TPEOptions
 
 @dataclass(frozen=True)
 class TPEFrontOptions(TPEOptions):
-    """TPE's options, and ``n_candidates`` (default 16): TPE proposals ranked per suggestion by
-    optimistic hypervolume improvement (1: TPE alone)."""
+    """TPE's options, except that ``n_startup_trials`` defaults to the references plus one: the
+    ranking needs the references and one searched trial (the references carry no compression
+    parameter to learn a size from), not a random tenth of the budget; and ``n_candidates``
+    (default 16): TPE proposals ranked per suggestion by optimistic hypervolume improvement (1:
+    TPE alone)."""
+    n_startup_trials: Optional[int] = option(None, 0, 10_000, "random trials first, references counted")
     n_candidates: int = option(16, 1, 1000, "TPE proposals ranked per suggestion")
 
 
@@ -57,7 +62,10 @@ class TPEFront(Sampler):
 
     def build(self, ctx: SamplerContext):
         o = self.options
-        base = TPE(TPEOptions(**{k: getattr(o, k) for k in TPEOptions.__dataclass_fields__})).build(ctx)
+        tpe = {k: getattr(o, k) for k in TPEOptions.__dataclass_fields__}
+        if tpe["n_startup_trials"] is None:
+            tpe["n_startup_trials"] = ctx.n_references + 1
+        base = TPE(TPEOptions(**tpe)).build(ctx)
         return _front_sampler_class()(base, ctx, o.n_candidates)
 
 
