@@ -94,9 +94,16 @@ def test_a_small_finite_space_runs_without_repeats(tmp_path):
     assert s.repeats == 0  # every proposal run, or an unseen configuration ranked instead
 
 
+def test_startup_is_the_references_and_one():
+    sampler = SAMPLERS.get("tpe_front")().build(SamplerContext(seed=0, num_samples=56, n_references=2))
+    assert sampler._base._n_startup_trials == 3
+
+
 def test_without_known_objectives_it_is_tpe():
     ctx = SamplerContext(seed=3, num_samples=20, n_references=0)
-    a, b = SAMPLERS.get("tpe_front")().build(ctx), SAMPLERS.get("tpe")().build(ctx)
+    front, tpe = SAMPLERS.get("tpe_front"), SAMPLERS.get("tpe")
+    a = front(front.Params(n_startup_trials=5)).build(ctx)
+    b = tpe(tpe.Params(n_startup_trials=5)).build(ctx)
     studies = [optuna.create_study(directions=["maximize", "minimize"], sampler=x) for x in (a, b)]
     for study in studies:
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=15)
