@@ -175,13 +175,20 @@ class _StudyView:
             point[j] = self._known_value(j, deps, cfg)
         costlier = [(c, v) for c, v in self.complete if all(v[j] >= point[j] - 1e-12 for j in self.known)]
         pool = [v for _, v in costlier] or [v for _, v in self.complete]
-        route = [(k, x) for k, x in cfg.items() if k not in self.deps and not _number(x)]
+        # each choice bounds it by the best shown with that choice in a trial at least as costly in
+        # the known objectives the choice does not set (a route choice: all of them; pretraining in
+        # a sweep whose route FLOPs are an objective: the size); a choice that sets them all, none
+        choices = []
+        for k, x in cfg.items():
+            free = [j for j, deps in self.known.items() if k not in deps]
+            if not _number(x) and free:
+                choices.append((k, x, [v for c, v in self.complete
+                                       if c.get(k) == x and all(v[j] >= point[j] - 1e-12 for j in free)]))
         for j in self.unknown:
             bound = min(v[j] for v in pool)  # the best any route has shown at this cost or more
-            for k, x in route:  # each route choice bounds it by the best shown with that choice
-                shown = [v[j] for c, v in costlier if c.get(k) == x]
+            for k, x, shown in choices:
                 if shown:
-                    bound = max(bound, min(shown))
+                    bound = max(bound, min(v[j] for v in shown))
             point[j] = bound
         return point
 
