@@ -108,3 +108,23 @@ def test_without_known_objectives_it_is_tpe():
     for study in studies:
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=15)
     assert [t.params for t in studies[0].trials] == [t.params for t in studies[1].trials]
+
+
+def test_pretraining_bounds_robustness_by_size_where_route_flops_are_an_objective():
+    # objectives: robust_acc max, log10 bits min, flops min; flops follow from pretraining and
+    # compression, the size from compression only: standard pretraining is bounded by what it showed
+    # at a size at least as large (the dense reference), though every such trial is costlier in FLOPs
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    pre = {"pretrain": SPACE["pretrain"]}
+    for p, acc, flops in (("standard", 0.01, 1e10), ("adversarial", 0.6, 6e10)):
+        study.add_trial(optuna.trial.create_trial(params={"pretrain": p}, distributions=pre,
+                                                  values=[acc, math.log10(7e5), flops]))
+    dist = {k: SPACE[k] for k in ("pretrain", "compression", "weight_bits")}
+    study.add_trial(optuna.trial.create_trial(
+        params={"pretrain": "adversarial", "compression": "quant", "weight_bits": 8}, distributions=dist,
+        values=[0.55, math.log10(2e5), 6.5e10]))
+    known = {1: ("compression", "weight_bits"), 2: ("pretrain", "compression", "weight_bits")}
+    view = _StudyView(study, known, None)
+    std = view.optimistic({"pretrain": "standard", "compression": "quant", "weight_bits": 8})
+    adv = view.optimistic({"pretrain": "adversarial", "compression": "quant", "weight_bits": 2})
+    assert std[0] == pytest.approx(-0.01) and adv[0] == pytest.approx(-0.6)
