@@ -128,3 +128,16 @@ def test_pretraining_bounds_robustness_by_size_where_route_flops_are_an_objectiv
     std = view.optimistic({"pretrain": "standard", "compression": "quant", "weight_bits": 8})
     adv = view.optimistic({"pretrain": "adversarial", "compression": "quant", "weight_bits": 2})
     assert std[0] == pytest.approx(-0.01) and adv[0] == pytest.approx(-0.6)
+
+
+def test_infeasible_and_untrusted_trials_are_not_on_its_front():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    adv = {"pretrain": "adversarial", "finetune": "adversarial", "compression": "quant", "weight_bits": 8}
+    dist = {k: SPACE[k] for k in adv}
+    study.add_trial(optuna.trial.create_trial(params=adv, distributions=dist, values=[0.6, 5.3],
+                                              constraints={"trusted": 0.0}))
+    suspect = {**adv, "weight_bits": 2}
+    study.add_trial(optuna.trial.create_trial(params=suspect, distributions=dist, values=[0.9, 4.7],
+                                              constraints={"trusted": 1.0}))
+    view = _StudyView(study, DEPS, None)
+    assert [c for c, _ in view.complete] == [adv]

@@ -30,7 +30,9 @@ a compression level only after a lucky draw. This sampler keeps TPE's model and 
    proposal is taken; where every candidate has run, the unseen configuration of a finite space
    (every distinct one, enumerated) with the largest improvement. Hypervolume: moocore's
    (``moocore.hypervolume``), on the scale the study is told (sizes as log10), reference point the
-   worst value of each objective seen.
+   worst value of each objective seen. Only feasible trials count (Optuna constraint values all
+   <= 0: a sweep's ``constraints``, and ``trusted``, which suspect and degenerate trials fail), as
+   only they count on the analysis's front.
 
 During TPE's startup trials (random: by default only one after the references) nothing changes.
 The sweep layer tells the sampler which objectives are known and on which parameters
@@ -150,7 +152,8 @@ class _StudyView:
             if t.user_attrs.get("repeat_of") is not None:
                 continue
             cfg = self.applicable(t.params)
-            if t.state == TrialState.COMPLETE and t.values is not None:
+            feasible = all(v is None or v <= 0 for v in (t.constraints or {}).values())
+            if t.state == TrialState.COMPLETE and t.values is not None and feasible:
                 self.complete.append((cfg, [s * v for s, v in zip(self.sign, t.values)]))
             elif t.state == TrialState.RUNNING:
                 running.append(cfg)
