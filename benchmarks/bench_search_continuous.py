@@ -46,7 +46,7 @@ REFERENCES = [{"pretrain": "adversarial", "compression": "none", "finetune": "no
               {"pretrain": "standard", "compression": "none", "finetune": "none"}]
 OBJECTIVES = {"robust_acc": "max", "model_bits": "min", "flops_route": "min"}
 BUDGET = 40
-SAMPLERS = ("tpe", "nsga2", "random")  # tpe: rcsweep.samplers.DEFAULT
+SAMPLERS = ("tpe_front", "nsga2", "random")  # tpe_front: rcsweep.samplers.DEFAULT (tpe before)
 CHECKPOINTS = (10, 15, 20, 25, 30, 35, 40)
 FROM = 15  # the default must lead random search at every budget from here on
 
@@ -57,7 +57,7 @@ def sweep_dict(search: str, seed: int, budget: int) -> dict:
             "resources": {"cpu": 1, "gpu": 0}, "search_seed": seed}
 
 
-def summarise(folders: dict, out: Path, budget: int, default: str = "tpe") -> list[str]:
+def summarise(folders: dict, out: Path, budget: int, default: str = SAMPLERS[0]) -> list[str]:
     import pandas as pd
 
     from analysis.compare import compare

@@ -61,6 +61,15 @@ OBJECTIVES = "robust_acc:max,model_bits:min"
 
 # variant name -> the sweep file's ``search:`` mapping. The sampler's own default first.
 VARIANTS = {
+    # the default: TPE's proposals ranked by optimistic hypervolume improvement (16 per suggestion;
+    # startup: the 2 references + 1 random trial)
+    "tpe_front": {"sampler": "tpe_front"},
+    "tpe_front cand 8": {"sampler": "tpe_front", "n_candidates": 8},
+    "tpe_front cand 32": {"sampler": "tpe_front", "n_candidates": 32},
+    "tpe_front startup 2": {"sampler": "tpe_front", "n_startup_trials": 2},
+    "tpe_front startup 3": {"sampler": "tpe_front", "n_startup_trials": 3},
+    "tpe_front startup 4": {"sampler": "tpe_front", "n_startup_trials": 4},
+    "tpe_front startup 8": {"sampler": "tpe_front", "n_startup_trials": 8},  # tpe's sizing at this budget
     "tpe": {"sampler": "tpe"},  # n_startup_trials sized from the budget: 8 here (references counted)
     "tpe startup 2": {"sampler": "tpe", "n_startup_trials": 2},  # the 2 references only
     "tpe startup 4": {"sampler": "tpe", "n_startup_trials": 4},

@@ -28,7 +28,7 @@ def _target(table):
     return float(hypervolume_curve(table.df, objs, refs)["hypervolume"].iloc[-1]), refs
 
 
-@pytest.mark.parametrize("search", [{"sampler": "random"}, {"sampler": "tpe", "max_repeats": 2}])
+@pytest.mark.parametrize("search", [{"sampler": "random"}, {"sampler": "tpe", "max_repeats": 2}, {"sampler": "tpe_front"}])
 def test_a_replay_issues_distinct_configurations_of_the_table(table, tmp_path, search):
     target, refs = _target(table)
     curve, run = replay_search.replay_curve("v", search, 0, table, tmp_path, budget=14, refs=refs)

@@ -22,7 +22,7 @@ _SPARSITY = {"uniform": [0.1, 0.9]}
 # sweep-file key and what is allowed
 BAD_SEARCH = [
     ("unknown_sampler", {**GOOD, "search": "foo"},
-     "search: unknown sampler 'foo'; samplers: gp, grid, nsga2, random, tpe; optuna means tpe (the default)"),
+     "search: unknown sampler 'foo'; samplers: gp, grid, nsga2, random, tpe, tpe_front; optuna means tpe_front (the default)"),
     ("unknown_sampler_in_mapping", {**GOOD, "search": {"sampler": "tpee"}},
      "search.sampler: unknown sampler 'tpee' (did you mean 'tpe'?); samplers: gp, grid"),
     ("sampler_missing", {**GOOD, "search": {"n_startup_trials": 3}}, "search.sampler: is missing"),

@@ -12,15 +12,17 @@ from .grid import Grid
 from .nsga2 import NSGA2
 from .random import Random
 from .tpe import TPE
+from .tpe_front import TPEFront
 
 SAMPLERS: Registry = Registry("sampler")
 SAMPLERS.register("tpe")(TPE)
+SAMPLERS.register("tpe_front")(TPEFront)
 SAMPLERS.register("nsga2")(NSGA2)
 SAMPLERS.register("gp")(GP)
 SAMPLERS.register("random")(Random)
 SAMPLERS.register("grid")(Grid)
 
-DEFAULT = "tpe"
+DEFAULT = "tpe_front"
 #: the older one-word ``search:`` values and the sampler each means
 ALIASES = {"optuna": DEFAULT, "random": "random", "grid": "grid"}
 

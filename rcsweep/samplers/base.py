@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from ..errors import ConfigError
 
@@ -80,11 +80,17 @@ class SamplerContext:
         num_samples: the sweep's trial budget, references included.
         n_references: reference trials (run first, then told to the study as completed trials).
         n_objectives: the sweep's objectives.
+        known: objectives known before a trial trains (their index -> the searched parameters their
+            value follows from: a size from the compression parameters), for samplers that use them.
+        applicable: maps a study trial's parameters to those that apply to it (the conditional
+            space: ``sparsity`` only when pruning); None: all of them.
     """
     seed: int
     num_samples: int
     n_references: int = 0
     n_objectives: int = 2
+    known: Mapping[int, tuple] = dataclasses.field(default_factory=dict)
+    applicable: Optional[Callable[[dict], dict]] = None
 
 
 class Sampler:

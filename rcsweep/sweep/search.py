@@ -32,7 +32,7 @@ from ..samplers import SamplerContext
 from ..sweepfile import SweepSpec
 from .folder import SEARCH_FILE, search_exhausted  # noqa: F401  (re-exported; they live there: status reads them without Ray)
 from .identity import config_key
-from .space import ConditionalSpace, optuna_value
+from .space import ConditionalSpace, known_objectives, optuna_value
 from .store import pretrain_id
 from .study import (close_stale, finished_trial, known_from_study, open_study, outcome, results_rows, running_trial,
                     set_constraints, tell_pruned)
@@ -131,7 +131,8 @@ class SweepSearcher(Suggestions, Searcher):
         self._study = open_study(folder, self.spec)
         trials = self._study.get_trials(deepcopy=False)
         ctx = SamplerContext(seed=self.spec.search_seed + len(trials), num_samples=self.limit,
-                             n_references=len(self.spec.references), n_objectives=len(self.spec.objectives))
+                             n_references=len(self.spec.references), n_objectives=len(self.spec.objectives),
+                             known=known_objectives(self.spec), applicable=self._space.applied)
         sampler = self.spec.sampler()
         self._study.sampler = sampler.build(ctx)
         keep = set(self.numbers.values()) | {n for n, _ in self.held} | {n for ns in self.waiting.values() for n in ns}

@@ -29,6 +29,15 @@ class ConditionalSpace:
         order = list(spec.space)
         self.dists = sorted(spec.space.values(), key=lambda d: (d.name not in METHODS, order.index(d.name)))
 
+    def applied(self, params: dict) -> dict:
+        """Those of a study trial's ``params`` that apply to it (what :meth:`__call__` would draw
+        given them), in drawing order: a sampler's proposal holds every group's parameters."""
+        drawn: dict = {}
+        for dist in self.dists:
+            if dist.name in params and applicable(dist.name, {**self.fixed, **drawn}):
+                drawn[dist.name] = params[dist.name]
+        return drawn
+
     def __call__(self, trial) -> dict:
         drawn: dict = {}
         for dist in self.dists:
@@ -73,3 +82,28 @@ def distribution(dist: Dist):
     if all(isinstance(v, _PLAIN) for v in dist.values):
         return CategoricalDistribution(list(dist.values))
     return CategoricalDistribution(list(range(len(dist.values))))
+
+
+#: metrics a configuration fixes before it trains, by what they follow from: "compression" (a
+#: model's size and operations: the compression parameters) or "route" (training FLOPs: every
+#: searched parameter but the attack budgets and optimiser settings, which change no FLOP count)
+KNOWN_BEFORE_TRAINING = {"params": "compression", "params_nonzero": "compression", "model_bits": "compression",
+                         "macs": "compression", "macs_nonzero": "compression", "bops": "compression",
+                         "flops_pretrain": "route", "flops_finetune": "route", "flops_route": "route"}
+_NO_FLOPS = {"lr", "finetune_lr", "lr_schedule", "momentum", "weight_decay", "trades_beta", "mart_beta", "fast_at_alpha"}
+
+
+def known_objectives(spec: SweepSpec) -> dict:
+    """``{objective index: searched parameters its value follows from}`` for the sweep's objectives
+    known before training (:data:`KNOWN_BEFORE_TRAINING`), for ``SamplerContext.known``."""
+    from ..compress_params import trial_params
+
+    compression = {"compression", *trial_params()}
+    out = {}
+    for j, (metric, _) in enumerate(spec.objectives):
+        what = KNOWN_BEFORE_TRAINING.get(metric)
+        if what == "compression":
+            out[j] = tuple(n for n in spec.space if n in compression)
+        elif what == "route":
+            out[j] = tuple(n for n in spec.space if not (n.startswith("eps_") or n in _NO_FLOPS))
+    return out

@@ -1,0 +1,277 @@
+"""TPE proposals ranked by optimistic hypervolume improvement, using the objectives a configuration
+fixes before it trains (``tpe_front``).
+
+In rcsweep's studies some objectives are known before a trial runs: a model's size
+(``model_bits``) follows from its compression alone, a route's training FLOPs from its pretraining,
+compression and fine-tuning epochs. Plain multi-objective TPE (Optuna's ``TPESampler``; Ozaki et
+al., "Multiobjective Tree-Structured Parzen Estimator", JAIR 2022) learns them like any other
+objective, so it has to *discover* the efficiency axis: on the digits benchmark it would return to
+a compression level only after a lucky draw. This sampler keeps TPE's model and adds that knowledge:
+
+1. TPE proposes ``n_candidates`` configurations (each its own best of ``n_ei_candidates`` draws,
+   as TPE suggests one; the first is exactly what TPE alone would suggest).
+2. Each candidate's *known* objectives are taken from the completed trials that share the
+   parameters they depend on (exact: they are deterministic); where none does, from a least-squares
+   line over the numeric parameters of the completed trials with its method choices (sparsity ->
+   log10 size); with fewer than two such trials, optimistically the best value seen.
+3. Its *unknown* objectives (robust accuracy) get an optimistic bound: each of its choices
+   (pretraining, fine-tuning, ...) bounds it by the best value shown with that choice in a trial at
+   least as costly in the known objectives the choice does not set (a dense reference bounds every
+   compression of its pretraining), the lowest of these; else the best any trial at least as costly
+   in every known objective has shown, else the best seen. A smaller model is assumed no better than
+   what its choices reached larger; it may be worse, which the next trials find out.
+4. The candidate chosen is the one whose optimistic point adds the most hypervolume to the front of
+   the completed trials (expected hypervolume improvement with an optimistic, noise-free surrogate:
+   Emmerich et al., "Single- and multiobjective evolutionary optimization assisted by Gaussian
+   random field metamodels", IEEE TEC 2006; optimism in the face of uncertainty as in UCB, Auer et
+   al. 2002). Running trials enter the front at their own optimistic points (the "kriging believer"
+   of Ginsbourger et al., 2010), so two trials in flight spread out. Configurations that already
+   ran, failed or run are never preferred; where no candidate improves the front, TPE's own
+   proposal is taken; where every candidate has run, the unseen configuration of a finite space
+   (every distinct one, enumerated) with the largest improvement. Hypervolume: moocore's
+   (``moocore.hypervolume``), on the scale the study is told (sizes as log10), reference point the
+   worst value of each objective seen. Only feasible trials count (Optuna constraint values all
+   <= 0: a sweep's ``constraints``, and ``trusted``, which suspect and degenerate trials fail), as
+   only they count on the analysis's front.
+
+During TPE's startup trials (random: by default only one after the references) nothing changes.
+The sweep layer tells the sampler which objectives are known and on which parameters
+(``SamplerContext.known``) and which parameters of a suggestion apply
+(``SamplerContext.applicable``: the conditional space); without them this is TPE. Measured on the
+digits benchmark (replay and trained sweeps): docs/results/search/README.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from .base import Sampler, SamplerContext, option
+from .tpe import TPE, TPEOptions
+
+
+@dataclass(frozen=True)
+class TPEFrontOptions(TPEOptions):
+    """TPE's options, except that ``n_startup_trials`` defaults to the references plus one: the
+    ranking needs the references and one searched trial (the references carry no compression
+    parameter to learn a size from), not a random tenth of the budget; and ``n_candidates``
+    (default 16): TPE proposals ranked per suggestion by optimistic hypervolume improvement (1:
+    TPE alone)."""
+    n_startup_trials: Optional[int] = option(None, 0, 10_000, "random trials first, references counted")
+    n_candidates: int = option(16, 1, 1000, "TPE proposals ranked per suggestion")
+
+
+class TPEFront(Sampler):
+    name = "tpe_front"
+    Params = TPEFrontOptions
+    summary = "TPE's proposals ranked by optimistic hypervolume improvement, sizes and costs known before training"
+
+    def build(self, ctx: SamplerContext):
+        o = self.options
+        tpe = {k: getattr(o, k) for k in TPEOptions.__dataclass_fields__}
+        if tpe["n_startup_trials"] is None:
+            tpe["n_startup_trials"] = ctx.n_references + 1
+        base = TPE(TPEOptions(**tpe)).build(ctx)
+        return _front_sampler_class()(base, ctx, o.n_candidates)
+
+
+_CLASS = None
+
+
+def _front_sampler_class():
+    """The Optuna sampler class (made on first use: this module must not import Optuna at the top)."""
+    global _CLASS
+    if _CLASS is None:
+        from optuna.samplers import BaseSampler
+
+        class FrontTPESampler(_FrontTPE, BaseSampler):
+            pass
+
+        _CLASS = FrontTPESampler
+    return _CLASS
+
+
+class _FrontTPE:
+    """``optuna.samplers.BaseSampler`` wrapping a ``TPESampler`` (``base``): see the module."""
+
+    def __init__(self, base, ctx: SamplerContext, n_candidates: int):
+        self._base = base
+        self._known = {int(k): tuple(v) for k, v in dict(ctx.known or {}).items()}
+        self._applicable = ctx.applicable
+        self._n = n_candidates
+
+    # -- delegated ---------------------------------------------------------------------------------
+    def infer_relative_search_space(self, study, trial):
+        return self._base.infer_relative_search_space(study, trial)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial):
+        self._base.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values):
+        self._base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self):
+        self._base.reseed_rng()
+
+    # -- the choice --------------------------------------------------------------------------------
+    def sample_relative(self, study, trial, search_space):
+        first = self._base.sample_relative(study, trial, search_space)
+        if not first or self._n <= 1 or not self._known or len(study.directions) < 2:
+            return first  # TPE's startup (it returns nothing then), or nothing known to use
+        candidates = [first] + [self._base.sample_relative(study, trial, search_space) for _ in range(self._n - 1)]
+        view = _StudyView(study, self._known, self._applicable)
+        if not view.complete:
+            return first
+        scores = [view.score(c) for c in candidates]
+        if max(scores) < 0:  # TPE proposes only configurations that ran: rank the unseen ones of a finite space
+            unseen = [c for c in _enumerate(search_space, self._applicable) if view.score(c) >= 0]
+            if unseen:
+                candidates, scores = unseen, [view.score(c) for c in unseen]
+        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        return candidates[best]
+
+
+class _StudyView:
+    """What the study's trials say, on a minimisation scale (maximised objectives negated)."""
+
+    def __init__(self, study, known: dict, applicable):
+        from optuna.trial import TrialState
+
+        self.sign = [1.0 if d.name == "MINIMIZE" else -1.0 for d in study.directions]
+        self.known = {j: deps for j, deps in known.items() if j < len(self.sign)}
+        self.unknown = [j for j in range(len(self.sign)) if j not in self.known]
+        self.deps = set().union(*self.known.values()) if self.known else set()
+        self.applicable = applicable or (lambda p: dict(p))
+        self.seen: set = set()  # configurations that ran, failed or run
+        self.complete, running = [], []
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get("repeat_of") is not None:
+                continue
+            cfg = self.applicable(t.params)
+            feasible = all(v is None or v <= 0 for v in (t.constraints or {}).values())
+            if t.state == TrialState.COMPLETE and t.values is not None and feasible:
+                self.complete.append((cfg, [s * v for s, v in zip(self.sign, t.values)]))
+            elif t.state == TrialState.RUNNING:
+                running.append(cfg)
+            self.seen.add(_key(cfg))
+        # running trials enter the front at their optimistic points (kriging believer)
+        self.front = [v for _, v in self.complete] + [p for p in map(self.optimistic, running) if p is not None]
+        everything = self.front
+        self.ref = [max(v[j] for v in everything) for j in range(len(self.sign))]
+        self.base_hv = _hv(self.front, self.ref)
+
+    def score(self, params: dict) -> float:
+        """The optimistic hypervolume improvement of ``params`` (-1 for a configuration seen)."""
+        cfg = self.applicable(params)
+        if _key(cfg) in self.seen:
+            return -1.0
+        point = self.optimistic(cfg)
+        if point is None:
+            return 0.0
+        return _hv(self.front + [point], self.ref) - self.base_hv
+
+    def optimistic(self, cfg: dict):
+        """The optimistic objective vector of configuration ``cfg`` (minimisation scale)."""
+        if not self.complete:
+            return None
+        point = [0.0] * len(self.sign)
+        for j, deps in self.known.items():
+            point[j] = self._known_value(j, deps, cfg)
+        costlier = [(c, v) for c, v in self.complete if all(v[j] >= point[j] - 1e-12 for j in self.known)]
+        pool = [v for _, v in costlier] or [v for _, v in self.complete]
+        # each choice bounds it by the best shown with that choice in a trial at least as costly in
+        # the known objectives the choice does not set (a route choice: all of them; pretraining in
+        # a sweep whose route FLOPs are an objective: the size); a choice that sets them all, none
+        choices = []
+        for k, x in cfg.items():
+            free = [j for j, deps in self.known.items() if k not in deps]
+            if not _number(x) and free:
+                choices.append((k, x, [v for c, v in self.complete
+                                       if c.get(k) == x and all(v[j] >= point[j] - 1e-12 for j in free)]))
+        for j in self.unknown:
+            bound = min(v[j] for v in pool)  # the best any route has shown at this cost or more
+            for k, x, shown in choices:
+                if shown:
+                    bound = max(bound, min(v[j] for v in shown))
+            point[j] = bound
+        return point
+
+    def _known_value(self, j: int, deps, cfg: dict) -> float:
+        want = {k: cfg[k] for k in deps if k in cfg}
+        same = [v[j] for c, v in self.complete if {k: c[k] for k in deps if k in c} == want]
+        if same:
+            return sum(same) / len(same)
+        fitted = self._fit(j, deps, want)
+        return fitted if fitted is not None else min(v[j] for _, v in self.complete)
+
+    def _fit(self, j: int, deps, want: dict):
+        """Least squares of objective ``j`` on the numeric parameters in ``want`` over the completed
+        trials with its other (categorical) values and the same parameters; None with too few."""
+        import numpy as np
+
+        numeric = sorted(k for k, x in want.items() if _number(x))
+        if not numeric:
+            return None
+        rows, ys = [], []
+        for c, v in self.complete:
+            got = {k: c[k] for k in deps if k in c}
+            if got.keys() != want.keys() or any(got[k] != want[k] for k in want if k not in numeric):
+                continue
+            rows.append([float(got[k]) for k in numeric] + [1.0])
+            ys.append(v[j])
+        if len({tuple(r) for r in rows}) <= len(numeric):
+            return None
+        coef, *_ = np.linalg.lstsq(np.array(rows), np.array(ys), rcond=None)
+        value = float(np.dot([float(want[k]) for k in numeric] + [1.0], coef))
+        return value if math.isfinite(value) else None
+
+
+def _enumerate(search_space: dict, applicable, limit: int = 10_000) -> list:
+    """Every distinct configuration of a finite ``search_space`` (categorical and integer
+    distributions, at most ``limit`` combinations; else none), parameters that do not apply dropped."""
+    import itertools
+
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    axes = []
+    for name, d in sorted(search_space.items()):
+        if isinstance(d, CategoricalDistribution):
+            axes.append([(name, c) for c in d.choices])
+        elif isinstance(d, IntDistribution) and not d.log:
+            axes.append([(name, v) for v in range(d.low, d.high + 1, d.step)])
+        else:
+            return []
+    if math.prod(len(a) for a in axes) > limit:
+        return []
+    out, seen = [], set()
+    for combo in itertools.product(*axes):
+        params = dict(combo)
+        cfg = applicable(params) if applicable else params
+        if _key(cfg) not in seen:
+            seen.add(_key(cfg))
+            out.append(params)
+    return out
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _key(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def _hv(points, ref) -> float:
+    """Hypervolume (minimisation) of ``points`` up to ``ref`` (moocore); points beyond ``ref`` in
+    any objective add nothing."""
+    import numpy as np
+    import moocore
+
+    inside = [p for p in points if all(a < b for a, b in zip(p, ref))]
+    if not inside:
+        return 0.0
+    return float(moocore.hypervolume(np.array(inside, dtype=float), ref=np.array(ref, dtype=float)))

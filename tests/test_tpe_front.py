@@ -1,0 +1,143 @@
+"""The default sampler, ``tpe_front`` (rcsweep.samplers.tpe_front): TPE's proposals ranked by
+optimistic hypervolume improvement, with the objectives the sweep layer says are known before
+training. Its contract (distinct configurations, same seed same trials) is the shared suite's."""
+import math
+
+import optuna
+import pytest
+
+from rcsweep.samplers import DEFAULT, SAMPLERS, SamplerContext
+from rcsweep.samplers.tpe_front import _enumerate, _StudyView
+from rcsweep.sweep.space import ConditionalSpace, known_objectives
+from rcsweep.sweepfile import load_sweep
+from test_search import DISCRETE, run, searcher
+
+SPACE = {"pretrain": optuna.distributions.CategoricalDistribution(["standard", "adversarial"]),
+         "compression": optuna.distributions.CategoricalDistribution(["prune_structured", "quant"]),
+         "sparsity": optuna.distributions.CategoricalDistribution([0.5, 0.9]),
+         "weight_bits": optuna.distributions.CategoricalDistribution([8, 2]),
+         "finetune": optuna.distributions.CategoricalDistribution(["clean", "adversarial"])}
+DEPS = {1: ("compression", "sparsity", "weight_bits")}
+
+
+applicable = ConditionalSpace(load_sweep(DISCRETE)).applied
+
+
+def study_with(rows):
+    """A 2-objective study (robust_acc max, log10 bits min) holding ``rows`` as completed trials."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params, acc, bits in rows:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: SPACE[k] for k in params},
+                                                  values=[acc, math.log10(bits)]))
+    return study
+
+
+def test_it_is_the_default_and_registered():
+    assert DEFAULT == "tpe_front" and "tpe_front" in SAMPLERS.names()
+    assert load_sweep(DISCRETE).search == "tpe_front"
+
+
+def test_the_sweep_layer_says_which_objectives_are_known_and_on_what():
+    spec = load_sweep(DISCRETE)
+    assert known_objectives(spec) == {1: ("compression", "sparsity", "weight_bits")}
+    three = load_sweep({**DISCRETE, "objectives": {"robust_acc": "max", "model_bits": "min", "flops_route": "min"},
+                        "space": {**DISCRETE["space"], "eps_finetune": {"uniform": [0.1, 0.3]}}})
+    known = known_objectives(three)
+    assert 0 not in known and "eps_finetune" not in known[2] and {"pretrain", "finetune", "sparsity"} <= set(known[2])
+
+
+def test_applied_drops_what_does_not_apply():
+    space = ConditionalSpace(load_sweep(DISCRETE))
+    both = {"pretrain": "standard", "compression": "quant", "sparsity": 0.5, "weight_bits": 8, "finetune": "clean"}
+    assert space.applied(both) == {"pretrain": "standard", "compression": "quant", "weight_bits": 8, "finetune": "clean"}
+
+
+def test_an_unseen_small_size_on_a_good_route_adds_most_and_a_seen_one_nothing():
+    adv = {"pretrain": "adversarial", "finetune": "adversarial"}
+    std = {"pretrain": "standard", "finetune": "adversarial"}
+    rows = [({**adv, "compression": "quant", "weight_bits": 8}, 0.6, 2e5),
+            ({**adv, "compression": "prune_structured", "sparsity": 0.5}, 0.55, 1.9e5),
+            ({**std, "compression": "quant", "weight_bits": 8}, 0.2, 2e5)]
+    view = _StudyView(study_with(rows), DEPS, applicable)
+    seen = {**rows[0][0], "sparsity": 0.9}  # sparsity does not apply to quant: the same configuration
+    quant2_adv = {**adv, "compression": "quant", "weight_bits": 2}
+    quant2_std = {**std, "compression": "quant", "weight_bits": 2}
+    assert view.score(seen) == -1.0
+    assert view.score(quant2_adv) > 0 and view.score(quant2_std) < view.score(quant2_adv)
+    # the standard route is bounded by what standard pretraining showed at a size at least as large
+    assert view.optimistic(applicable(quant2_std))[0] == pytest.approx(-0.2)
+    assert view.optimistic(applicable(quant2_adv))[0] == pytest.approx(-0.6)
+
+
+def test_a_size_not_seen_is_fitted_along_its_numeric_parameter():
+    adv = {"pretrain": "adversarial", "finetune": "adversarial", "compression": "prune_structured"}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {**{k: SPACE[k] for k in adv}, "sparsity": optuna.distributions.FloatDistribution(0.1, 0.9)}
+    for s, bits in ((0.1, 6e5), (0.5, 2e5)):
+        study.add_trial(optuna.trial.create_trial(params={**adv, "sparsity": s}, distributions=dist,
+                                                  values=[0.5, math.log10(bits)]))
+    view = _StudyView(study, DEPS, None)
+    got = view.optimistic({**adv, "sparsity": 0.3})[1]
+    assert got == pytest.approx((math.log10(6e5) + math.log10(2e5)) / 2)
+
+
+def test_enumerates_a_finite_space_once_per_configuration():
+    got = _enumerate(SPACE, applicable)
+    assert len(got) == 2 * (2 + 2) * 2
+    assert _enumerate({**SPACE, "lr": optuna.distributions.FloatDistribution(0.1, 1.0)}, applicable) == []
+
+
+def test_a_small_finite_space_runs_without_repeats(tmp_path):
+    s = searcher({**DISCRETE, "search": "tpe_front", "num_samples": 30}, tmp_path)
+    issued = run(s, 30)
+    assert len(issued) == 30 and len({str(sorted(t.items())) for t in issued}) == 30
+    assert s.repeats == 0  # every proposal run, or an unseen configuration ranked instead
+
+
+def test_startup_is_the_references_and_one():
+    sampler = SAMPLERS.get("tpe_front")().build(SamplerContext(seed=0, num_samples=56, n_references=2))
+    assert sampler._base._n_startup_trials == 3
+
+
+def test_without_known_objectives_it_is_tpe():
+    ctx = SamplerContext(seed=3, num_samples=20, n_references=0)
+    front, tpe = SAMPLERS.get("tpe_front"), SAMPLERS.get("tpe")
+    a = front(front.Params(n_startup_trials=5)).build(ctx)
+    b = tpe(tpe.Params(n_startup_trials=5)).build(ctx)
+    studies = [optuna.create_study(directions=["maximize", "minimize"], sampler=x) for x in (a, b)]
+    for study in studies:
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=15)
+    assert [t.params for t in studies[0].trials] == [t.params for t in studies[1].trials]
+
+
+def test_pretraining_bounds_robustness_by_size_where_route_flops_are_an_objective():
+    # objectives: robust_acc max, log10 bits min, flops min; flops follow from pretraining and
+    # compression, the size from compression only: standard pretraining is bounded by what it showed
+    # at a size at least as large (the dense reference), though every such trial is costlier in FLOPs
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    pre = {"pretrain": SPACE["pretrain"]}
+    for p, acc, flops in (("standard", 0.01, 1e10), ("adversarial", 0.6, 6e10)):
+        study.add_trial(optuna.trial.create_trial(params={"pretrain": p}, distributions=pre,
+                                                  values=[acc, math.log10(7e5), flops]))
+    dist = {k: SPACE[k] for k in ("pretrain", "compression", "weight_bits")}
+    study.add_trial(optuna.trial.create_trial(
+        params={"pretrain": "adversarial", "compression": "quant", "weight_bits": 8}, distributions=dist,
+        values=[0.55, math.log10(2e5), 6.5e10]))
+    known = {1: ("compression", "weight_bits"), 2: ("pretrain", "compression", "weight_bits")}
+    view = _StudyView(study, known, None)
+    std = view.optimistic({"pretrain": "standard", "compression": "quant", "weight_bits": 8})
+    adv = view.optimistic({"pretrain": "adversarial", "compression": "quant", "weight_bits": 2})
+    assert std[0] == pytest.approx(-0.01) and adv[0] == pytest.approx(-0.6)
+
+
+def test_infeasible_and_untrusted_trials_are_not_on_its_front():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    adv = {"pretrain": "adversarial", "finetune": "adversarial", "compression": "quant", "weight_bits": 8}
+    dist = {k: SPACE[k] for k in adv}
+    study.add_trial(optuna.trial.create_trial(params=adv, distributions=dist, values=[0.6, 5.3],
+                                              constraints={"trusted": 0.0}))
+    suspect = {**adv, "weight_bits": 2}
+    study.add_trial(optuna.trial.create_trial(params=suspect, distributions=dist, values=[0.9, 4.7],
+                                              constraints={"trusted": 1.0}))
+    view = _StudyView(study, DEPS, None)
+    assert [c for c, _ in view.complete] == [adv]
