@@ -109,7 +109,7 @@ def test_status_reads_results_csv(tiny, capsys):
     assert "usable trials, hypervolume " in out.split("Pareto front: ")[1].splitlines()[0]
 
 
-def test_a_sweep_run_with_pretrained_from_loads_the_other_sweeps_models(tiny, tmp_path):
+def test_a_sweep_run_with_pretrained_from_loads_the_other_sweeps_models(tiny, tmp_path, capsys):
     """``rcsweep run --pretrained-from``: a matching pretraining is loaded, never trained again;
     one that no model matches is trained as usual; the provenance names what was copied."""
     from rcsweep.sweep.runner import run_sweep
@@ -126,6 +126,13 @@ def test_a_sweep_run_with_pretrained_from_loads_the_other_sweeps_models(tiny, tm
     assert sum(e["stage"] == "pretrain" for log in stage_logs(out.folder).values() for e in log) == 1
     prov = yaml.safe_load((out.folder / "sweep.yaml").read_text())["provenance"]["pretrained_from"]
     assert prov["source"] == str(tiny.folder.resolve()) and seeded in prov["models"]
+    # resuming a complete sweep has nothing to do: it says so and leaves the folder as it was
+    from rcsweep.sweep.runner import resume_sweep
+
+    before = (out.folder / "sweep.yaml").read_text(), (out.folder / "results.csv").read_text()
+    again = resume_sweep(out.folder)
+    assert (again.finished, again.exit_code) == (2, 0) and "nothing to resume" in capsys.readouterr().out
+    assert ((out.folder / "sweep.yaml").read_text(), (out.folder / "results.csv").read_text()) == before
 
 
 def test_resume_extends_and_retries_failed_without_rerunning_a_finished_trial(tiny):

@@ -136,6 +136,11 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
                         f"from here: resume it there, or delete {folder / 'driver.json'} if that driver is gone")
     if stop_left_behind(driver):
         print(f"rcsweep: stopped the Ray processes left by the killed driver (pid {driver['pid']})", file=sys.stderr)
+    if num_samples is None and not retry_failed and sweep_status(folder).complete:
+        if not quiet:  # nothing for Ray to do: say so without starting it
+            print(f"rcsweep: nothing to resume: every planned trial of {folder.name} is done "
+                  f"(extend it with --num-samples, or --retry-failed)")
+        return _conclude(folder, quiet)
     if num_samples is not None:
         if num_samples < spec.total_trials():
             raise ConfigError("num_samples", f"{num_samples} is fewer than the sweep's {spec.total_trials()} trials")
@@ -162,6 +167,11 @@ def _fit(tuner, folder: Path, quiet: bool, owned_ray: bool) -> SweepOutcome:
     finally:
         clear_driver(folder)
     _reconcile(folder, {Path(r.path).name for r in grid})
+    return _conclude(folder, quiet)
+
+
+def _conclude(folder: Path, quiet: bool) -> SweepOutcome:
+    """The sweep's outcome from its folder, printed unless ``quiet``."""
     st = sweep_status(folder)
     front = pareto_front(st.table, st.spec.objectives) if st.table is not None and len(st.table) else None
     finished, failed, stopped = (st.counts.get(k, 0) for k in ("finished", "failed", "early_stopped"))
