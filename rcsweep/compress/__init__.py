@@ -30,9 +30,9 @@ compressor declares that parameter class and runs every method.
 """
 from __future__ import annotations
 
-from torch import nn
-
 import importlib
+
+from torch import nn
 
 from ..compress_params import COMPRESSION_METHODS
 from ..config import TrialConfig
@@ -45,8 +45,12 @@ from .structured import max_structured_sparsity
 
 
 def compressor_class(params: type) -> type:
-    """The :class:`Compressor` that parameter class ``params`` names (``"module:Class"``)."""
-    module, name = params.compressor.split(":")
+    """The :class:`Compressor` that parameter class ``params`` names (``"module:Class"``); a
+    TypeError naming the class when it names none."""
+    target = getattr(params, "compressor", None)
+    if not isinstance(target, str) or target.count(":") != 1:
+        raise TypeError(f"{params.__name__} names no compressor: give it compressor: ClassVar[str] = 'module:Class'")
+    module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
 
