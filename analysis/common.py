@@ -16,6 +16,7 @@ import pandas as pd
 from rcsweep.config import applicable
 from rcsweep.errors import UserError
 from rcsweep.fileio import atomic_write_text
+from rcsweep.metrics_table import missing
 from rcsweep.results import JSON_COLUMNS, load_results, split_usable  # noqa: F401  (split_usable: re-exported)
 
 TRIALS_DIR = "trials"
@@ -43,8 +44,6 @@ def exclusion_counts(excluded: pd.DataFrame) -> dict:
     return counts
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def is_reference(df: pd.DataFrame) -> pd.Series:
@@ -68,11 +67,11 @@ def compression_level(row) -> str:
     if not isinstance(method, str):
         return "?"
     parts = [method]
-    if applicable("sparsity", {"compression": method}) and not _missing(row.get("sparsity")):
+    if applicable("sparsity", {"compression": method}) and not missing(row.get("sparsity")):
         parts.append(f"{float(row['sparsity']):.0%}")
     if applicable("weight_bits", {"compression": method}):
         w, a = row.get("weight_bits"), row.get("act_bits")
-        if not _missing(w) and not _missing(a):
+        if not missing(w) and not missing(a):
             parts.append(f"w{int(w)}a{int(a)}")
         if isinstance(row.get("quant_mode"), str):
             parts.append(row["quant_mode"])
@@ -105,7 +104,7 @@ def n_test(folder, df: pd.DataFrame) -> pd.Series:
         if not n:
             split = TEST_SPLIT_SIZES.get(r.get("dataset"), math.nan)
             size = r.get("test_size")
-            n = split if _missing(size) else min(float(size), split) if not math.isnan(split) else float(size)
+            n = split if missing(size) else min(float(size), split) if not math.isnan(split) else float(size)
         out.append(float(n))
     return pd.Series(out, index=df.index, dtype=float)
 

@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_search import BUDGET, plot_seed_band, sweep_dict  # noqa: E402  (the benchmark's space, references, budget)
+from rcsweep.metrics_table import missing  # noqa: E402
 
 TABLE = ROOT / "docs" / "results" / "search" / "grid_trials.csv"
 OUT = ROOT / "docs" / "results" / "search" / "replay"
@@ -111,18 +112,15 @@ def load_table(path=TABLE):
         return load_results(tmp)
 
 
-def row_key(row, columns) -> str:
+def row_key(row) -> str:
     """The configuration key (``rcsweep.sweep.search.config_key``) of a results row, as the
     searcher's own ``_seed_from_results`` reads a row back."""
-    from rcsweep.config import FIELD_NAMES, TrialConfig
+    from rcsweep.config import TrialConfig
     from rcsweep.sweep.search import config_key
 
-    flat = {k: row[k] for k in columns if k in FIELD_NAMES and _present(row[k])}
-    return config_key(TrialConfig.from_flat(flat))
+    return config_key(TrialConfig.from_row(row))
 
 
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
 @dataclass
@@ -137,7 +135,7 @@ class Table:
     def of(cls, df):
         by_key = {}
         for i, row in df.iterrows():
-            key = row_key(row, df.columns)
+            key = row_key(row)
             if key in by_key:
                 raise ValueError(f"the table holds the configuration of row {by_key[key]} twice (row {i})")
             by_key[key] = i
@@ -146,7 +144,7 @@ class Table:
     def result(self, i) -> dict:
         """What the trainable would report for row ``i``: its metrics and flags."""
         row = self.df.loc[i]
-        return {k: row[k] for k in self.df.columns if _present(row[k])}
+        return {k: row[k] for k in self.df.columns if not missing(row[k])}
 
 
 def objectives():
@@ -395,7 +393,7 @@ def real_sweeps(folders, table: Table, out: Path, target: float, refs, budget: i
         df = load_results(folder)
         name = folder.name
         df.to_csv(out / "sweeps" / f"{name}.csv", index=False)
-        keys = [row_key(r, df.columns) for _, r in df.iterrows()]
+        keys = [row_key(r) for _, r in df.iterrows()]
         points = hv_curve(df, refs)
         sampler, seed = name.rsplit("_s", 1)
         curve = [{"variant": f"{sampler} (trained)", "seed": int(seed), "trial": n,

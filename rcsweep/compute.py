@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 
-from .config import FIELD_NAMES, TrialConfig
+from .config import TrialConfig
 from .errors import ConfigError
 
 PER_TRIAL_FLOPS = ("flops_finetune", "flops_screen", "flops_evaluate")
@@ -32,10 +32,8 @@ def number(v) -> float:
 
 def pretraining_key(row) -> str:
     """Which pretrained model a results row used (its trial id when the row cannot be read back)."""
-    flat = {k: row[k] for k in FIELD_NAMES if k in row and not (row[k] is None or (isinstance(row[k], float)
-                                                                                   and math.isnan(row[k])))}
     try:
-        return json.dumps(TrialConfig.from_flat(flat).pretrain_key(), sort_keys=True, default=str)
+        return json.dumps(TrialConfig.from_row(row).pretrain_key(), sort_keys=True, default=str)
     except (ConfigError, TypeError, ValueError):
         return f"trial {row.get('trial_id')}"
 

@@ -203,9 +203,14 @@ def is_percent(name: str) -> bool:
     return m is not None and m.unit == "fraction"
 
 
+def missing(value) -> bool:
+    """A value a record or a results.csv row does not have: None, or a NaN cell."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _given(value) -> bool:
-    """A parameter that applies: not None, not a blank or NaN cell of results.csv."""
-    return value is not None and value != "" and not (isinstance(value, float) and math.isnan(value))
+    """A parameter that applies: not missing, not a blank cell of results.csv."""
+    return not missing(value) and value != ""
 
 
 def applies(m: Metric, params: dict) -> bool:

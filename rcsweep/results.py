@@ -160,7 +160,7 @@ def split_usable(df, needed=(), use: str = "front"):
     for _, r in df.iterrows():
         why = exclusion(r, use)
         if not why:
-            missing = [c for c in needed if _missing(r.get(c))]
+            missing = [c for c in needed if metrics_table.missing(r.get(c))]
             why = f"missing {', '.join(missing)}" if missing else ""
         reasons.append(why)
     reasons = pd.Series(reasons, index=df.index, dtype=object)
@@ -186,7 +186,7 @@ def _config_key(v):
     """A hashable, comparable form of a parameter cell: empty cells are None, lists and dicts JSON."""
     if isinstance(v, (list, tuple, dict)):
         return json.dumps(v, sort_keys=True)
-    return None if _missing(v) or v == "" else v
+    return None if metrics_table.missing(v) or v == "" else v
 
 
 def _derive(df) -> None:
@@ -198,8 +198,6 @@ def _derive(df) -> None:
             df[name] = df[name].fillna(total) if name in df.columns else total
 
 
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _json_cell(v):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .metrics_table import AT_RUNG
+from .metrics_table import AT_RUNG, missing
 from .pareto import LOG_COLUMNS
 from .trial_status import degeneracy
 
@@ -63,7 +63,7 @@ def group_key(params: dict) -> str:
     """The trials whose points a rung compares: the same fine-tuning method and ``finetune_epochs``
     (their learning-rate schedule depends on the total; ``params`` is a flat trial configuration)."""
     epochs = params.get("finetune_epochs")
-    epochs = int(epochs) if epochs is not None and not (isinstance(epochs, float) and math.isnan(epochs)) else 0
+    epochs = 0 if missing(epochs) else int(epochs)
     return f"{params.get('finetune', 'none')}/{epochs}"
 
 

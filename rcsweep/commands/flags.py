@@ -19,7 +19,6 @@ Returns what changed; nothing else in the folder is touched.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from ..data import dataset_info, load_dataset
 from ..errors import UserError
 from ..evaluate import eval_budget_warning
 from ..fileio import atomic_write_json
+from ..metrics_table import missing
 from ..results import add_flag, read_rows, record_to_row, upsert_rows
 from ..trial_status import degeneracy, derive_flags, join_flags, keep_row_only, parse_flags
 from .verify import VERIFY_FILE, apply_verification
@@ -65,7 +65,7 @@ def refresh_flags(folder, data_dir=None) -> dict:
             keep_row_only(new, row)
             rows.append(new)
             continue
-        if r["status"] == "finished" and not _nan(r.get("clean_acc")) and not _nan(sizes[i]):
+        if r["status"] == "finished" and not missing(r.get("clean_acc")) and not missing(sizes[i]):
             why = degeneracy(float(r["clean_acc"]), int(sizes[i]), classes, _majority_rate(r, data_dir))
             row["degenerate"], row["degenerate_reason"] = bool(why), why
             flags = [f for f in parse_flags(row.get("flags")) if f != "degenerate"] + (["degenerate"] if why else [])
@@ -96,7 +96,7 @@ def refresh_flags(folder, data_dir=None) -> dict:
 def _weak(params) -> str:
     """The evaluation-floor warning of a trial's settings ('' at or above the floor)."""
     steps, restarts = params.get("eval_steps"), params.get("eval_restarts")
-    if _nan(steps) or _nan(restarts):
+    if missing(steps) or missing(restarts):
         return ""
     return eval_budget_warning(int(steps), int(restarts))
 
@@ -106,7 +106,7 @@ _MAJORITY: dict = {}
 
 def _majority_rate(row, data_dir) -> float | None:
     """Share of the most frequent class among the trial's test images (None: dataset not at hand)."""
-    key = (row["dataset"], None if _nan(row.get("test_size")) else int(row["test_size"]))
+    key = (row["dataset"], None if missing(row.get("test_size")) else int(row["test_size"]))
     if key not in _MAJORITY:
         try:
             _, y = load_dataset(key[0], "test", data_dir=data_dir, test_size=key[1])
@@ -116,5 +116,3 @@ def _majority_rate(row, data_dir) -> float | None:
     return _MAJORITY[key]
 
 
-def _nan(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))

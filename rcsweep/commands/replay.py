@@ -18,10 +18,9 @@ hypervolume kept (the front of the trials not stopped against the full front, on
 """
 from __future__ import annotations
 
-import math
-
 from ..compute import number
 from ..errors import UserError
+from ..metrics_table import missing
 
 SAVED_PARTS = ("flops", "seconds")
 
@@ -37,7 +36,7 @@ def simulate(table, objectives, es, num_classes) -> dict:
     for _, row in table[table["status"].isin(["finished", "early_stopped"])].iterrows():
         tid = row["trial_id"]
         history = {h["rung"]: h for h in (row.get("screen_history") or [])}
-        total = int(row["finetune_epochs"]) if _given(row.get("finetune_epochs")) and row.get("finetune") != "none" else 0
+        total = int(row["finetune_epochs"]) if not missing(row.get("finetune_epochs")) and row.get("finetune") != "none" else 0
         recorded_stop = int(row["screen_rung"]) if row["status"] == "early_stopped" else None
         for r in (r for r in es.rungs if r <= total):
             if recorded_stop is not None and r > recorded_stop:
@@ -131,5 +130,3 @@ def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole > 0 else "n/a"
 
 
-def _given(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))

@@ -35,7 +35,6 @@ verified (a later run replaces the rows of the trials it verifies).
 from __future__ import annotations
 
 import json
-import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +50,7 @@ from ..data import dataset_info, load_dataset
 from ..errors import CheckpointError, UserError
 from ..evaluate import evaluate, float_twin, robust_correct
 from ..fileio import atomic_write_json
+from ..metrics_table import missing
 from ..results import add_flag, read_rows, record_to_row, upsert_rows
 from ..trial_status import derive_flags, keep_row_only
 from .features import load_trial
@@ -222,8 +222,7 @@ def apply_verification(folder, table: pd.DataFrame) -> int:
         suspect = str(v.get("suspect")).strip().lower() == "true"
         reason = v.get("suspect_reason")
         reason = reason if isinstance(reason, str) else ""
-        ver = {k: (v.get(k) if not (isinstance(v.get(k), float) and math.isnan(v.get(k))) else None)
-               for k in VERIFICATION_KEYS if k in v}
+        ver = {k: None if missing(v.get(k)) else v.get(k) for k in VERIFICATION_KEYS if k in v}
         ver.update(suspect=suspect, suspect_reason=reason, at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    versions=library_versions())
         rec_path = trial_dir(folder, tid) / "record.json"

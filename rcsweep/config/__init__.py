@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import ConfigError, did_you_mean
+from ..metrics_table import missing
 from ..method_params import check
 from ..objectives import OBJECTIVES, Objective, param_fields
 from .methods import (COMPRESSION, COMPRESSION_PARAMS, FINETUNE, METHOD_PARAMS, OBJECTIVE_PARAMS, PRETRAIN, RULES,
@@ -190,6 +191,13 @@ class TrialConfig:
         if unknown:
             raise ConfigError(unknown[0], "unknown parameter" + did_you_mean(unknown[0], FIELD_NAMES))
         return cls(**flat)
+
+    @classmethod
+    def from_row(cls, row) -> "TrialConfig":
+        """The configuration of a results.csv row (a mapping or a pandas row): its fields that are
+        not missing (None or NaN; :func:`rcsweep.metrics_table.missing`), other columns ignored.
+        Raises ``ConfigError`` as :meth:`from_flat` does."""
+        return cls.from_flat({k: row[k] for k in FIELD_NAMES if k in row and not missing(row[k])})
 
     def replace(self, **changes) -> "TrialConfig":
         return TrialConfig.from_flat({**_explicit(self), **changes})

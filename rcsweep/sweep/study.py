@@ -25,9 +25,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..config import FIELD_NAMES, TrialConfig
+from ..config import TrialConfig
 from ..constraints import sampler_constraints
 from ..errors import ConfigError
+from ..metrics_table import missing
 from ..sweepfile import SweepSpec
 from ..trial_status import FLAGS, parse_flags
 from .space import distribution, optuna_value
@@ -166,12 +167,11 @@ def results_rows(folder: Path):
     for _, row in table.iterrows():
         if row["status"] not in ("finished", "failed"):
             continue
-        flat = {k: row[k] for k in table.columns if k in FIELD_NAMES and _present(row[k])}
         try:
-            cfg = TrialConfig.from_flat(flat)
+            cfg = TrialConfig.from_row(row)
         except ConfigError:  # a row this rcsweep cannot read back is not told
             continue
-        metrics = {k: row[k] for k in table.columns if _present(row[k])}
+        metrics = {k: row[k] for k in table.columns if not missing(row[k])}
         yield (cfg, metrics if row["status"] == "finished" else None, bool(row.get("is_reference")),
                "collapsed" in parse_flags(row.get("flags")))
 
@@ -216,5 +216,3 @@ def _tuple(v):
     return tuple(v) if isinstance(v, list) else v
 
 
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
