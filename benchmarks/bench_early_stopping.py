@@ -3,7 +3,7 @@
 The search issue's two digits spaces (``bench_search.py``'s 54-point space and
 ``bench_search_continuous.py``'s continuous one), with more fine-tuning than the quickstart (9
 epochs; the continuous space searches 3 to 9) and ``val_size`` enlarged to 512 images (digits'
-default ``val`` has 143) for the screening. Per space and search seed, the default sampler runs the
+default ``val`` has 143) for the screening. Per space and search seed, the default sampler (``tpe_front``) runs the
 same number of trials with and without ``early_stopping`` (rungs per space below, eta 3). Compute is
 :mod:`rcsweep.compute`'s: each pretraining once, plus every trial's fine-tuning, screening and final
 evaluation, in FLOPs and in the stages' seconds. The goal: the final hypervolume within 1% of the
@@ -47,7 +47,7 @@ SPACES = {  # name -> (space, fixed, references, objectives, budget, rungs)
 }
 
 
-def sweep(space: str, seed: int, early: bool, smoke: bool, search: str = "tpe", stop: bool = True) -> dict:
+def sweep(space: str, seed: int, early: bool, smoke: bool, search: str = "tpe_front", stop: bool = True) -> dict:
     s, fixed, refs, objectives, budget, rungs = SPACES[space]
     fixed = dict(fixed)
     if smoke:

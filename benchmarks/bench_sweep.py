@@ -93,9 +93,14 @@ def _run_trials(flat_params: list) -> None:
 
     from rcsweep import TrialConfig, run_trial
 
+    from rcsweep.errors import TrainingCollapsed
+
     torch.set_num_threads(1)
     for params in flat_params:
-        run_trial(TrialConfig.from_flat(params), device="cpu")
+        try:
+            run_trial(TrialConfig.from_flat(params), device="cpu")
+        except TrainingCollapsed:  # as in the sweep: the same work, then the same collapse
+            pass
 
 
 def bench_sharing(work: Path, smoke: bool, pretrain_cpus: int = 2) -> dict:
@@ -112,8 +117,11 @@ def bench_sharing(work: Path, smoke: bool, pretrain_cpus: int = 2) -> dict:
     shared = time.time() - t0
     pretrainings = [json.loads(line) for p in (out.folder / "trials").glob("*/stages.jsonl")
                     for line in p.read_text().splitlines() if '"pretrain"' in line]
-    params = [json.loads((out.folder / "trials" / t / "record.json").read_text())["params"]
-              for t in out.results().query("status == 'finished'")["trial_id"]]
+    # every searched configuration the sweep ran, collapsed ones included: the baseline does the
+    # same work (a collapse is deterministic: it pretrains, fine-tunes and collapses there too)
+    from rcsweep import TrialConfig
+
+    params = [TrialConfig.from_row(row).to_flat() for _, row in out.results().iterrows()]
     t0 = time.time()
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_run_trials, args=(params[i::2],)) for i in range(2)]
