@@ -211,6 +211,9 @@ def replay(data: dict, table: Table, folder: Path, concurrent: int = 2) -> dict:
     with contextlib.redirect_stderr(io.StringIO()):  # "search ended early" is read from s.exhausted
         for n in range(s.limit):
             out = s.suggest(f"t{n:03d}")
+            while out is None:  # the searcher waits for a running trial (its sampler's startup)
+                complete()
+                out = s.suggest(f"t{n:03d}")
             if out == Searcher.FINISHED:
                 break
             key = json.dumps(out["trial"], sort_keys=True, default=str)

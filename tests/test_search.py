@@ -42,6 +42,10 @@ def run(s, n, result=fake_result, concurrent=2):
     issued, live = [], []
     for i in range(n):
         out = s.suggest(f"t{i}")
+        while out is None:  # the searcher waits for its sampler's startup trials: one finishes
+            tid, trial = live.pop(0)
+            s.on_trial_complete(tid, result(trial))
+            out = s.suggest(f"t{i}")
         if out == Searcher.FINISHED:
             break
         issued.append(out["trial"])
@@ -154,10 +158,14 @@ def test_the_sampler_learns_from_the_references():
                 s.suggest("r0"), s.suggest("r1")
                 s.on_trial_complete("r0", {"robust_acc": 0.02, "model_bits": 1e6, "flags": ""})
                 s.on_trial_complete("r1", {"robust_acc": 0.8, "model_bits": 1e6, "flags": ""})
-            else:  # the same two results, as ordinary trials the sampler drew itself
-                for i, pretrain in enumerate(["standard", "adversarial"]):
+            else:  # two trials the sampler drew itself, which tell it nothing (failed)
+                for i in range(2):
                     s.suggest(f"x{i}")
-            drawn += [s.suggest(f"t{i}")["trial"]["pretrain"] for i in range(4)]
+                    s.on_trial_complete(f"x{i}", error=True)
+            for i in range(4):
+                drawn.append(s.suggest(f"t{i}")["trial"]["pretrain"])
+                if not with_refs:  # still in its startup: it would wait for a running trial
+                    s.on_trial_complete(f"t{i}", error=True)
         return drawn.count("adversarial") / len(drawn)
 
     assert adversarial_share(True) >= 0.75 > adversarial_share(False)
@@ -239,3 +247,23 @@ def test_config_key_separates_seeds_and_drops_what_does_not_apply():
                            "finetune": "clean"})
     assert config_key(a) == config_key(b)  # sparsity does not apply to quantization
     assert config_key(a) != config_key(a.replace(seed=1))
+
+
+def test_no_suggestion_while_the_samplers_startup_trials_run(tmp_path):
+    """The default sampler's startup is the 2 references and 1 random trial: a 4th suggestion made
+    while they run would be a random draw too, so the searcher makes none (Tune asks again) until
+    they are complete; a startup trial that fails leaves the startup short, and the next is issued."""
+    s = searcher({**DISCRETE}, tmp_path)
+    r0, r1 = s.suggest("r0"), s.suggest("r1")
+    assert r0["reference"] and r1["reference"]
+    s.on_trial_complete("r0", fake_result(r0["trial"]))
+    t2 = s.suggest("t2")
+    assert t2 is not None and not t2["reference"]  # the startup's random trial
+    assert s.suggest("t3") is None  # r1 and t2 run: they complete the startup
+    s.on_trial_complete("r1", fake_result(r1["trial"]))
+    assert s.suggest("t3") is None
+    s.on_trial_complete("t2", error=True)  # failed: 2 complete, none running; another is issued
+    assert s.suggest("t3") is not None and s.issued == 4
+    # random search has no startup: it never waits
+    r = searcher({**DISCRETE, "search": "random"})
+    assert all(r.suggest(f"u{i}") is not None for i in range(5))

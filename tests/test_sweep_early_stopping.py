@@ -84,7 +84,9 @@ def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rer
     from rcsweep.sweep.runner import resume_sweep
     from rcsweep.sweep.scheduler import STATE_FILE
 
-    driver, folder = start_driver({**ES, "name": "es_killed"}, tmp_path, ray_local,
+    # random search: the default's startup (2 references + 1) would hold the last trial back until
+    # the stop, and the sweep could end before the kill
+    driver, folder = start_driver({**ES, "name": "es_killed", "search": "random"}, tmp_path, ray_local,
                                   lambda rows: (rows["status"] == "early_stopped").any())
     time.sleep(3)  # past Tune's next experiment-state save (TUNE_GLOBAL_CHECKPOINT_S = 2)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"

@@ -46,7 +46,8 @@ def _searcher(data):
 def test_references_come_first_and_count_in_num_samples():
     from ray.tune.search import Searcher
 
-    _, s = _searcher({**SPACE, "num_samples": 4})
+    # random search: TPE's startup would wait for its running trials (tested in test_search.py)
+    _, s = _searcher({**SPACE, "num_samples": 4, "search": "random"})
     out = [s.suggest(f"t{i}") for i in range(5)]
     assert out[0]["reference"] and out[0]["trial"]["pretrain"] == "standard"
     assert out[1]["reference"] and out[1]["trial"]["pretrain"] == "adversarial"
@@ -56,13 +57,13 @@ def test_references_come_first_and_count_in_num_samples():
 
 
 def test_same_seed_same_trials_and_state_round_trip(tmp_path):
-    _, a = _searcher({**SPACE, "search_seed": 7})
-    _, b = _searcher({**SPACE, "search_seed": 7})
+    _, a = _searcher({**SPACE, "search_seed": 7, "search": "random"})
+    _, b = _searcher({**SPACE, "search_seed": 7, "search": "random"})
     first = [a.suggest(f"t{i}")["trial"] for i in range(6)]
     assert first == [b.suggest(f"t{i}")["trial"] for i in range(6)]
     path = tmp_path / "state.pkl"
     a.save(str(path))
-    _, c = _searcher({**SPACE, "search_seed": 7})
+    _, c = _searcher({**SPACE, "search_seed": 7, "search": "random"})
     c.restore(str(path))
     assert c.issued == 6
 
@@ -106,7 +107,7 @@ def test_suggestions_that_would_wait_for_a_pretraining_are_held_back(tmp_path):
     from rcsweep.sweep.store import pretrain_id
 
     data = {**SPACE, "space": {"pretrain": SPACE["space"]["pretrain"], "finetune": SPACE["space"]["finetune"]},
-            "num_samples": 12}
+            "num_samples": 12, "search": "random"}
     _, s = _searcher(data)
     s.set_search_properties(None, None, {"_sweep": {"dir": str(tmp_path), "num_samples": 12}})
     refs = [s.suggest(f"ref{i}")["trial"]["pretrain"] for i in range(2)]

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from rcsweep.samplers import DEFAULT, SAMPLERS, SamplerContext
-from rcsweep.samplers.tpe_front import _enumerate, _StudyView
+from rcsweep.samplers.tpe_front import _enumerate, _hv, _StudyView
 from rcsweep.sweep.space import ConditionalSpace, known_objectives
 from rcsweep.sweepfile import load_sweep
 from test_search import DISCRETE, run, searcher
@@ -95,8 +95,9 @@ def test_a_small_finite_space_runs_without_repeats(tmp_path):
 
 
 def test_startup_is_the_references_and_one():
-    sampler = SAMPLERS.get("tpe_front")().build(SamplerContext(seed=0, num_samples=56, n_references=2))
-    assert sampler._base._n_startup_trials == 3
+    ctx = SamplerContext(seed=0, num_samples=56, n_references=2)
+    sampler = SAMPLERS.get("tpe_front")().build(ctx)
+    assert sampler._base._n_startup_trials == 3 == SAMPLERS.get("tpe_front")().startup(ctx)
 
 
 def test_without_known_objectives_it_is_tpe():
@@ -141,3 +142,33 @@ def test_infeasible_and_untrusted_trials_are_not_on_its_front():
                                               constraints={"trusted": 1.0}))
     view = _StudyView(study, DEPS, None)
     assert [c for c, _ in view.complete] == [adv]
+
+
+def test_a_candidate_near_collapsed_trials_of_its_method_is_discounted():
+    # standard-pretrained pruning collapsed twice at high sparsity and trained once at low
+    # sparsity; adversarial pruning trained: the collapse chance is high near the collapses, lower
+    # far from them (shrunk toward the method's rate), and nil for the other method
+    std = {"pretrain": "standard", "finetune": "adversarial", "compression": "prune_structured"}
+    adv = {**std, "pretrain": "adversarial"}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {**{k: SPACE[k] for k in std}, "sparsity": optuna.distributions.FloatDistribution(0.1, 0.9)}
+    for params, values in (({**adv, "sparsity": 0.5}, [0.5, 5.3]), ({**std, "sparsity": 0.1}, [0.4, 5.8]),
+                           ({**adv, "sparsity": 0.8}, [0.3, 4.8])):
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, values=values))
+    view = _StudyView(study, DEPS, None)
+    assert view.collapse_probability({**std, "sparsity": 0.85}) == 0.0  # no collapse yet: no discount
+    for s in (0.85, 0.9):
+        study.add_trial(optuna.trial.create_trial(params={**std, "sparsity": s}, distributions=dist,
+                                                  state=optuna.trial.TrialState.FAIL,
+                                                  user_attrs={"deterministic_failure": True}))
+    study.add_trial(optuna.trial.create_trial(params={**std, "sparsity": 0.5}, distributions=dist,
+                                              state=optuna.trial.TrialState.FAIL))  # not a collapse: may not repeat
+    view = _StudyView(study, DEPS, None)
+    near, far = (view.collapse_probability({**std, "sparsity": s}) for s in (0.87, 0.2))
+    assert 0.5 < near < 1 and 0 < far < 0.5 * near
+    assert view.collapse_probability({**adv, "sparsity": 0.87}) == 0.0
+    # the score is the improvement times the chance that it trains
+    cand = {**std, "sparsity": 0.87}
+    point = view.optimistic(cand)
+    gain = _hv(view.front + [point], view.ref) - view.base_hv
+    assert gain > 0 and view.score(cand) == pytest.approx(gain * (1 - near))

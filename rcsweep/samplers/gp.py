@@ -28,13 +28,17 @@ class GP(Sampler):
     Params = GPOptions
     summary = "Gaussian-process BO (shared parameters only; conditional ones at random)"
 
+    def startup(self, ctx: SamplerContext) -> int:
+        o = self.options
+        return o.n_startup_trials if o.n_startup_trials is not None else startup_trials(ctx)
+
     def build(self, ctx: SamplerContext):
         import warnings
 
         import optuna
 
         o = self.options
-        n_startup = o.n_startup_trials if o.n_startup_trials is not None else startup_trials(ctx)
+        n_startup = self.startup(ctx)
         with warnings.catch_warnings():  # deterministic_objective is 'experimental' in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=n_startup,

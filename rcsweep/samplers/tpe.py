@@ -29,13 +29,17 @@ class TPE(Sampler):
     Params = TPEOptions
     summary = "multi-objective TPE, multivariate and grouped, startup sized to the budget"
 
+    def startup(self, ctx: SamplerContext) -> int:
+        o = self.options
+        return o.n_startup_trials if o.n_startup_trials is not None else startup_trials(ctx)
+
     def build(self, ctx: SamplerContext):
         import warnings
 
         import optuna
 
         o = self.options
-        n_startup = o.n_startup_trials if o.n_startup_trials is not None else startup_trials(ctx)
+        n_startup = self.startup(ctx)
         with warnings.catch_warnings():  # multivariate/group are 'experimental' in Optuna 5, and are its advice here
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=ctx.seed, n_startup_trials=n_startup, multivariate=o.multivariate,

@@ -33,6 +33,14 @@ a compression level only after a lucky draw. This sampler keeps TPE's model and 
    worst value of each objective seen. Only feasible trials count (Optuna constraint values all
    <= 0: a sweep's ``constraints``, and ``trusted``, which suspect and degenerate trials fail), as
    only they count on the analysis's front.
+5. A candidate's improvement is weighted by the chance that its training does *not* collapse
+   (expected improvement times the probability of feasibility, as in constrained Bayesian
+   optimisation: Gardner et al., ICML 2014; Gelbart et al., UAI 2014). The chance of a collapse is
+   a kernel estimate over the trials of the same method (pretraining, compression, fine-tuning):
+   collapsed trials against trained ones near it in the numeric parameters, shrunk toward the
+   method's rate (:meth:`_StudyView.collapse_probability`). TPE itself leaves failed trials out of
+   its model, so without this a sampler whose bounds favour cheap, aggressive configurations
+   proposes one collapse after another (8 to 13 of 40 trials on the continuous digits space).
 
 During TPE's startup trials (random: by default only one after the references) nothing changes.
 The sweep layer tells the sampler which objectives are known and on which parameters
@@ -67,11 +75,14 @@ class TPEFront(Sampler):
     Params = TPEFrontOptions
     summary = "TPE's proposals ranked by optimistic hypervolume improvement, sizes and costs known before training"
 
+    def startup(self, ctx: SamplerContext) -> int:
+        n = self.options.n_startup_trials
+        return n if n is not None else ctx.n_references + 1
+
     def build(self, ctx: SamplerContext):
         o = self.options
         tpe = {k: getattr(o, k) for k in TPEOptions.__dataclass_fields__}
-        if tpe["n_startup_trials"] is None:
-            tpe["n_startup_trials"] = ctx.n_references + 1
+        tpe["n_startup_trials"] = self.startup(ctx)
         base = TPE(TPEOptions(**tpe)).build(ctx)
         return _front_sampler_class()(base, ctx, o.n_candidates)
 
@@ -148,16 +159,26 @@ class _StudyView:
         self.applicable = applicable or (lambda p: dict(p))
         self.seen: set = set()  # configurations that ran, failed or run
         self.complete, running = [], []
+        self.trained, self.collapsed = [], []  # configurations that trained / whose training collapsed
+        self.ranges: dict = {}  # numeric parameter -> (low, high) of its distribution
         for t in study.get_trials(deepcopy=False):
             if t.user_attrs.get("repeat_of") is not None:
                 continue
             cfg = self.applicable(t.params)
             feasible = all(v is None or v <= 0 for v in (t.constraints or {}).values())
-            if t.state == TrialState.COMPLETE and t.values is not None and feasible:
-                self.complete.append((cfg, [s * v for s, v in zip(self.sign, t.values)]))
+            if t.state == TrialState.COMPLETE and t.values is not None:
+                self.trained.append(cfg)
+                if feasible:
+                    self.complete.append((cfg, [s * v for s, v in zip(self.sign, t.values)]))
+            elif t.state == TrialState.FAIL and t.user_attrs.get("deterministic_failure"):
+                self.collapsed.append(cfg)
             elif t.state == TrialState.RUNNING:
                 running.append(cfg)
             self.seen.add(_key(cfg))
+            for name, d in t.distributions.items():
+                span = _span(d)
+                if span is not None and name not in self.ranges:
+                    self.ranges[name] = span
         # running trials enter the front at their optimistic points (kriging believer)
         self.front = [v for _, v in self.complete] + [p for p in map(self.optimistic, running) if p is not None]
         everything = self.front
@@ -172,7 +193,38 @@ class _StudyView:
         point = self.optimistic(cfg)
         if point is None:
             return 0.0
-        return _hv(self.front + [point], self.ref) - self.base_hv
+        return (_hv(self.front + [point], self.ref) - self.base_hv) * (1.0 - self.collapse_probability(cfg))
+
+    def collapse_probability(self, cfg: dict) -> float:
+        """The chance that ``cfg``'s training collapses, from the trials with its categorical choices
+        (a configuration's method: pretraining, compression, fine-tuning): a Gaussian kernel over
+        their numeric parameters, each scaled to its range (bandwidth ``BANDWIDTH``), shrunk toward
+        the rate of its method as a whole,
+        ``p = (C + p_method) / (C + S + 1)`` with ``C``, ``S`` the kernel-weighted collapsed and
+        trained neighbours and ``p_method = c / (c + s + 1)`` over all of them (0 where none
+        collapsed: an untried region is not penalised). 0 without any collapse."""
+        if not self.collapsed:
+            return 0.0
+        method = _method(cfg)
+        near = {True: 0.0, False: 0.0}
+        count = {True: 0, False: 0}
+        for other, failed in [(c, True) for c in self.collapsed] + [(c, False) for c in self.trained]:
+            if _method(other) != method:
+                continue
+            count[failed] += 1
+            near[failed] += self._kernel(cfg, other)
+        if not count[True]:
+            return 0.0
+        rate = count[True] / (count[True] + count[False] + 1.0)
+        return (near[True] + rate) / (near[True] + near[False] + 1.0)
+
+    def _kernel(self, a: dict, b: dict) -> float:
+        d2 = 0.0
+        for k, x in a.items():
+            if _number(x) and _number(b.get(k)):
+                lo, hi = self.ranges.get(k, (x, x))
+                d2 += ((float(x) - float(b[k])) / (hi - lo)) ** 2 if hi > lo else 0.0
+        return math.exp(-0.5 * d2 / BANDWIDTH ** 2)
 
     def optimistic(self, cfg: dict):
         """The optimistic objective vector of configuration ``cfg`` (minimisation scale)."""
@@ -255,6 +307,24 @@ def _enumerate(search_space: dict, applicable, limit: int = 10_000) -> list:
             seen.add(_key(cfg))
             out.append(params)
     return out
+
+
+BANDWIDTH = 0.2  # of the collapse kernel, in units of each numeric parameter's range
+
+
+def _method(cfg: dict) -> tuple:
+    """A configuration's categorical choices (its method), which a collapse estimate must share."""
+    return tuple(sorted((k, str(x)) for k, x in cfg.items() if not _number(x)))
+
+
+def _span(d):
+    """(low, high) of a numeric Optuna distribution (a categorical one of numbers included), or None."""
+    choices = getattr(d, "choices", None)
+    if choices is not None:
+        nums = [c for c in choices if _number(c)]
+        return (min(nums), max(nums)) if nums and len(nums) == len(choices) else None
+    low, high = getattr(d, "low", None), getattr(d, "high", None)
+    return (low, high) if _number(low) and _number(high) else None
 
 
 def _number(x) -> bool:

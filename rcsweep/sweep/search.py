@@ -13,7 +13,10 @@ one is nearest, :mod:`.identity`.
 - **References** are run first; when one finishes it is added to the study as a completed trial
   (:func:`.study.finished_trial`). TPE and GP count them as startup trials.
 - **Suggestions** come from the study, each configuration once and none that would only wait for
-  a pretraining (:class:`.suggestions.Suggestions`, the searcher's other half).
+  a pretraining (:class:`.suggestions.Suggestions`, the searcher's other half). None is made
+  while the sampler's startup trials (``Sampler.startup``: TPE's random ones, references counted)
+  run and would complete its startup: one made then would be another random draw
+  (:meth:`SweepSearcher._startup_running`).
 - **A finished trial** is told to the study (:func:`.study.outcome`), and so is every repeated
   suggestion that waited for it. **A trial stopped early** (:mod:`.scheduler`) is told pruned
   (:func:`.study.tell_pruned`, which says why pruned rather than its rung values), and its
@@ -71,6 +74,7 @@ class SweepSearcher(Suggestions, Searcher):
         self._known: dict = {}  # config key -> "running" | "finished" | "failed", rebuilt from the study
         self._results: dict = {}  # config key -> (values, constraints) of a finished trial
         self._refs_told: set = set()  # config keys of references in the study
+        self._startup = 0  # the sampler's startup trials (Sampler.startup), set when the study opens
 
     # -- Tune's interface ------------------------------------------------------------------------
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -91,6 +95,8 @@ class SweepSearcher(Suggestions, Searcher):
             self.study()  # open (and reconcile) first: it rebuilds what is known
             self._known.setdefault(config_key(self.spec.trial_config(overrides=overrides)), "running")
         else:
+            if self._startup_running():
+                return None  # Tune asks again when a trial finishes
             found = self._next_point()
             if found is None:
                 self._drop_held()
@@ -135,6 +141,7 @@ class SweepSearcher(Suggestions, Searcher):
                              known=known_objectives(self.spec), applicable=self._space.applied)
         sampler = self.spec.sampler()
         self._study.sampler = sampler.build(ctx)
+        self._startup = sampler.startup(ctx)
         keep = set(self.numbers.values()) | {n for n, _ in self.held} | {n for ns in self.waiting.values() for n in ns}
         close_stale(self._study, trials, keep)
         if not trials and folder is not None:  # a sweep made before the study file existed
@@ -222,6 +229,23 @@ class SweepSearcher(Suggestions, Searcher):
             self._known[key] = "failed"
         else:
             self._known.pop(key, None)
+
+    def _startup_running(self) -> bool:
+        """Whether the sampler's startup trials are running: it would draw this suggestion at random
+        (it does until ``startup`` trials are complete), yet enough are in flight to complete its
+        startup. Waiting for them lets the suggestion learn from them (the references: a dense
+        adversarial reference pretrains for most of a digits sweep's first minute, and trials
+        issued meanwhile were random draws beyond the startup the sampler was given)."""
+        from optuna.trial import TrialState
+
+        if not self.live:
+            return False
+        study = self.study()  # opened first: it sets the sampler's startup
+        n = self._startup
+        if not n:
+            return False
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        return done < n <= done + len(self.live)
 
     def _stopped(self, trial_id: str) -> bool:
         from .scheduler import stopped
