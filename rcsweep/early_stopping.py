@@ -31,9 +31,12 @@ sweep file's first values, all of one pretraining, not a sample of the space. Re
 **Searched ``finetune_epochs``** (issue 16, item 5): fine-tuning's learning rate is cosine over the
 trial's own total, so epoch 1 of 3 and epoch 1 of 9 are different schedules. Rather than change the
 schedule while early stopping is on (the trials would then not be the trials a sweep without it
-runs), a rung compares only trials with the same fine-tuning method and the same
-``finetune_epochs`` (:func:`rcsweep.rungs.group_key`): a rung of 3-epoch trials and one of 9-epoch
-trials fill and decide separately.
+runs), a rung compares only trials with the same ``finetune_epochs``: a rung of 3-epoch trials
+and one of 9-epoch trials fill and decide separately (rung 0 too: where a cost that grows with the
+epochs is an objective, pooling it would rank a trial by its projected cost alone). The trials
+compared also share their compression and fine-tuning methods (:func:`rcsweep.rungs.group_key`):
+before fine-tuning has repaired them, a pruned model and a quantized one of the same size are not
+comparable.
 """
 from __future__ import annotations
 

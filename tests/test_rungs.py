@@ -77,7 +77,12 @@ def test_the_quota_is_one_eta_th_of_the_points_and_ties_go_by_crowding_then_arri
 def test_unknown_trial_and_group_key_and_rung_values():
     with pytest.raises(ValueError, match="no point"):
         run([pt("a", 0.5, 1)], "b")
-    assert group_key({"finetune": "clean", "finetune_epochs": 3}) != group_key({"finetune": "clean", "finetune_epochs": 9})
-    assert group_key({"finetune": "none", "finetune_epochs": None}) == "none/0"
+    three, nine = {"finetune": "clean", "finetune_epochs": 3}, {"finetune": "clean", "finetune_epochs": 9}
+    assert group_key(three) != group_key(nine)  # epoch 1 of a 3-epoch cosine schedule is not epoch 1 of 9
+    assert group_key(three) != group_key({**three, "finetune": "adversarial"})
+    assert group_key({"finetune": "none", "finetune_epochs": None}) == "none+none/0"
+    pruned = {**three, "compression": "prune_structured"}  # damaged before fine-tuning, unlike quantization
+    assert group_key(pruned) != group_key({**three, "compression": "quant"})
+    assert group_key(pruned) == "prune_structured+clean/3"
     values = rung_values(OBJ + (("clean_acc", "max"),), {"clean_acc": 0.8, "robust_acc": 0.3}, {"model_bits": 1e4})
     assert values == {"robust_acc": 0.3, "model_bits": 1e4, "clean_acc": 0.8}

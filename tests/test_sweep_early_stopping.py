@@ -4,7 +4,6 @@ counted by status; the others finish with every rung screened. A SIGKILLed drive
 with the scheduler's state intact and no stopped trial run again."""
 import json
 import signal
-import time
 
 from conftest_ray import ray_local  # noqa: F401  (session fixture)
 from test_sweep_run import FIXED, stage_logs, start_driver
@@ -12,13 +11,15 @@ from test_sweep_run import FIXED, stage_logs, start_driver
 from rcsweep import load_results
 from rcsweep.cli import main
 
-# references: 3 pretraining epochs, dense and quantized (clean accuracy ~0.87 on 100 val images);
-# searched: 1 epoch (~0.31: dominated by both references beyond the margin) and 4 epochs (~0.96: on
-# the front). Rung 0 has 3 points once the third trial reaches it (eta + 1 = 3): it decides.
+# references: 3 pretraining epochs, dense, fine-tuned at two learning rates (clean accuracy ~0.87
+# on 100 val images); searched: 1 epoch (~0.31: dominated by both references beyond the margin)
+# and 4 epochs (~0.96: on the front). All four share a rung group (dense, clean fine-tuning, 2
+# epochs: rcsweep.rungs.group_key); rung 0 has 3 points once the third trial reaches it (eta + 1 =
+# 3): it decides.
 ES = {"name": "es", "fixed": {**{k: v for k, v in FIXED.items() if k != "pretrain_epochs"}, "val_size": 100,
                               "finetune": "clean", "finetune_epochs": 2, "finetune_lr": 0.02},
       "space": {"pretrain_epochs": {"choice": [1, 4]}},
-      "references": [{"pretrain_epochs": 3}, {"pretrain_epochs": 3, "compression": "quant", "weight_bits": 8}],
+      "references": [{"pretrain_epochs": 3}, {"pretrain_epochs": 3, "finetune_lr": 0.01}],
       "objectives": {"clean_acc": "max", "model_bits": "min"},
       "early_stopping": {"rungs": [0, 1], "eta": 2, "screen_size": 100, "screen_steps": 2},
       "num_samples": 4, "max_concurrent": 2, "max_failures": 0}
@@ -55,8 +56,8 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert sorted(done["pretrain_epochs"]) == [3, 3, 4]
 
     state = json.loads((out.folder / STATE_FILE).read_text())
-    assert {k: len(v) for k, v in state.items()} == {"clean/2|0": 4, "clean/2|1": 3}
-    assert [p["decision"]["stop"] for p in state["clean/2|0"] if p["trial_id"] == tid] == [True]
+    assert {k: len(v) for k, v in state.items()} == {"none+clean/2|0": 4, "none+clean/2|1": 3}
+    assert [p["decision"]["stop"] for p in state["none+clean/2|0"] if p["trial_id"] == tid] == [True]
 
     spec = load_sweep(ES)
     assert tid not in set(pareto_front(df.reset_index(), spec.objectives)["trial_id"]) and tid not in out.pareto
@@ -80,15 +81,23 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert "recorded sweep" not in replayed[tid][1]  # stopped by the replayed decision, not copied from the record
 
 
-def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rerun(ray_local, tmp_path):  # noqa: F811
+def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rerun(ray_local, tmp_path, monkeypatch):  # noqa: F811
     from rcsweep.sweep.runner import resume_sweep
-    from rcsweep.sweep.scheduler import STATE_FILE
+    from rcsweep.sweep.scheduler import STATE_FILE, STOPPED_FILE
 
-    # random search: the default's startup (2 references + 1) would hold the last trial back until
-    # the stop, and the sweep could end before the kill
-    driver, folder = start_driver({**ES, "name": "es_killed", "search": "random"}, tmp_path, ray_local,
-                                  lambda rows: (rows["status"] == "early_stopped").any())
-    time.sleep(3)  # past Tune's next experiment-state save (TUNE_GLOBAL_CHECKPOINT_S = 2)
+    # the driver is killed once Tune has saved its state after the stop (every 0.5 s here): the
+    # other searched trial pretrains 6 epochs, so in either order it still runs then; random
+    # search: the default's startup would hold that trial back until the stop
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0.5")
+    killed = {**ES, "name": "es_killed", "search": "random", "space": {"pretrain_epochs": {"choice": [1, 6]}}}
+
+    def saved_after_the_stop(rows) -> bool:
+        stops = list((tmp_path / "store" / "es_killed" / "trials").glob(f"*/{STOPPED_FILE}"))
+        states = list((tmp_path / "store" / "es_killed" / "tune").glob("experiment_state-*.json"))
+        return (rows["status"] == "early_stopped").any() and bool(stops) and any(
+            s.stat().st_mtime > max(p.stat().st_mtime for p in stops) for s in states)
+
+    driver, folder = start_driver(killed, tmp_path, ray_local, saved_after_the_stop)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
@@ -106,7 +115,7 @@ def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rer
     state = json.loads((folder / STATE_FILE).read_text())
     for key, points in state_before.items():  # the scheduler's state came back: nothing lost or decided twice
         assert state[key][:len(points)] == points
-    assert {k: len(v) for k, v in state.items()} == {"clean/2|0": 4, "clean/2|1": 3}
+    assert {k: len(v) for k, v in state.items()} == {"none+clean/2|0": 4, "none+clean/2|1": 3}
     for key, points in state.items():
         assert len({p["trial_id"] for p in points}) == len(points)
 
@@ -120,7 +129,7 @@ def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
     spec = load_sweep(ES)
 
     def report(acc, bits):
-        return {"rung": 0, "rung_group": "clean/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
+        return {"rung": 0, "rung_group": "none+clean/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
                 "rung_value.clean_acc": acc, "rung_value.model_bits": bits}
 
     first = RungScheduler(spec)
@@ -129,7 +138,7 @@ def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
     again = RungScheduler(spec)  # state from the file only
     assert again.judge(tmp_path, "c", report(0.95, 1.0)).stop  # the recorded decision, not a new one
     assert not again.judge(tmp_path, "a", report(0.0, 1e9)).stop
-    assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["clean/2|0"]] == ["a", "b", "c"]
+    assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["none+clean/2|0"]] == ["a", "b", "c"]
     assert again.judge(tmp_path, "r", report(0.2, 1e6), reference=True).reason == "a reference: never stopped"
 
 
