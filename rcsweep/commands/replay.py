@@ -77,13 +77,9 @@ def saved(row, rung: int) -> dict:
 def replay(folder, es=None) -> str:
     """The replay of the sweep in ``folder`` with early stopping ``es`` (a mapping as in a sweep
     file; None: the sweep's own), as text. Raises UserError (one line) when there is nothing to replay."""
-    from ..compute import sweep_compute
-    from ..data import dataset_info
     from ..early_stopping import parse_early_stopping
-    from ..pareto import gains, hypervolume, parse_objectives, reference_values
     from ..results import load_results
     from ..sweep.folder import read_spec
-    from ..sweep.summary import front_and_usable
 
     spec = read_spec(folder)
     given = es if es is not None else (spec.early_stopping.to_dict() if spec.early_stopping else None)
@@ -98,23 +94,9 @@ def replay(folder, es=None) -> str:
     if "screen_history" not in table or not table["screen_history"].map(bool).any():
         raise UserError(f"{folder}: no trial recorded its screening (run the sweep with early_stopping, "
                         f"stop: false to record without stopping)")
-    num_classes = dataset_info(str(table["dataset"].iloc[0])).num_classes
-    stops = simulate(table, spec.objectives, es, num_classes)
-    front, usable = front_and_usable(table, spec.objectives)
-    kept_rows = usable[~usable["trial_id"].isin(list(stops))]
-    kept_front, _ = front_and_usable(kept_rows, spec.objectives) if len(kept_rows) else (kept_rows, kept_rows)
-    objs = parse_objectives([f"{m}:{d}" for m, d in spec.objectives])
-    refs = reference_values(usable, objs)
-    hv_full = hypervolume(gains(front, objs, refs)) if len(front) else 0.0
-    hv_kept = hypervolume(gains(kept_front, objs, refs)) if len(kept_front) else 0.0
-    full = sweep_compute(table)
-    by_id = table.set_index("trial_id")
-    save = {k: 0.0 for k in SAVED_PARTS}
-    for tid, (rung, _) in stops.items():
-        if by_id.loc[tid, "status"] == "finished":
-            for k, v in saved(by_id.loc[tid], rung).items():
-                save[k] += v
-    lost = sorted(set(front["trial_id"]) & set(stops))
+    res = replay_table(table, spec.objectives, es)
+    stops, front, full, save, lost = res["stops"], res["front"], res["compute"], res["saved"], res["front_stopped"]
+    hv_full, hv_kept = res["hv_full"], res["hv_kept"]
     lines = [f"replay of {folder} with early_stopping {es.to_dict()}",
              f"stopped: {len(stops)} of {len(table)} trials"
              + "".join(f"\n  {tid} at rung {r}: {why}" for tid, (r, why) in stops.items()),
@@ -124,6 +106,37 @@ def replay(folder, es=None) -> str:
              f"({_share(save['seconds'], full['seconds'])})",
              f"hypervolume kept: {hv_kept:.4f} of {hv_full:.4f} ({_share(hv_kept, hv_full)})"]
     return "\n".join(lines)
+
+
+def replay_table(table, objectives, es) -> dict:
+    """Early stopping ``es`` replayed on a results ``table`` (:func:`simulate`, in the table's row
+    order): ``stops`` ({trial_id: (rung, reason)}), ``front`` (the table's Pareto front),
+    ``front_stopped`` (its trial ids that ``es`` stops), ``compute`` (:func:`rcsweep.compute.sweep_compute`
+    of the whole table), ``saved`` (FLOPs and seconds the stopped finished trials would not have
+    spent, :func:`saved`), ``hv_full`` and ``hv_kept`` (hypervolume of the front without and with the
+    stops, one reference point)."""
+    from ..compute import sweep_compute
+    from ..data import dataset_info
+    from ..pareto import gains, hypervolume, parse_objectives, reference_values
+    from ..sweep.summary import front_and_usable
+
+    num_classes = dataset_info(str(table["dataset"].iloc[0])).num_classes
+    stops = simulate(table, objectives, es, num_classes)
+    front, usable = front_and_usable(table, objectives)
+    kept_rows = usable[~usable["trial_id"].isin(list(stops))]
+    kept_front, _ = front_and_usable(kept_rows, objectives) if len(kept_rows) else (kept_rows, kept_rows)
+    objs = parse_objectives([f"{m}:{d}" for m, d in objectives])
+    refs = reference_values(usable, objs)
+    by_id = table.set_index("trial_id")
+    save = {k: 0.0 for k in SAVED_PARTS}
+    for tid, (rung, _) in stops.items():
+        if by_id.loc[tid, "status"] == "finished":
+            for k, v in saved(by_id.loc[tid], rung).items():
+                save[k] += v
+    return {"stops": stops, "front": front, "front_stopped": sorted(set(front["trial_id"]) & set(stops)),
+            "compute": sweep_compute(table), "saved": save,
+            "hv_full": hypervolume(gains(front, objs, refs)) if len(front) else 0.0,
+            "hv_kept": hypervolume(gains(kept_front, objs, refs)) if len(kept_front) else 0.0}
 
 
 def _share(part: float, whole: float) -> str:
