@@ -97,6 +97,17 @@ def autocast(device, bf16: bool):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def rng_kept(device=None):
+    """A context after which torch's random state is as it was before it: the CPU generator's, and
+    ``device``'s when it is a CUDA device (``torch.random.fork_rng``). For measurements taken during
+    a trial (early stopping's rung screening and sizes, a throwaway model built to count channels,
+    latency on random inputs, an attack with its own seed): a trial measured along the way must train
+    and be evaluated exactly as one that is not."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
 @contextmanager
 def float32(device):
     """A context in which every op runs in full float32 (evaluation): autocast off even inside an

@@ -44,6 +44,7 @@ from torch import nn
 
 from .compress.base import LAYER_TYPES, effective_weight, layers_in_order, prunable_layers
 from .compress.int8 import float_copy, has_int8, to_int8
+from .device import rng_kept
 
 
 def count_macs(model: nn.Module, input_shape: tuple) -> int:
@@ -167,7 +168,14 @@ def inference_model(model: nn.Module, input_shape: tuple, int_model: nn.Module |
 def efficiency(model: nn.Module, cfg, input_shape: tuple, dense_params: int, int_model: nn.Module | None = None,
                latency: bool = True) -> dict:
     """Per-trial efficiency metrics of ``model`` (see the module docstring); ``dense_params``: the
-    parameters of the dense model it was compressed from; ``int_model``: its integer model, if built."""
+    parameters of the dense model it was compressed from; ``int_model``: its integer model, if built.
+    Torch's random state is left as it was (:func:`rcsweep.device.rng_kept`): it builds a dense
+    model to count channels and times random inputs, and early stopping measures sizes mid-trial."""
+    with rng_kept():
+        return _efficiency(model, cfg, input_shape, dense_params, int_model, latency)
+
+
+def _efficiency(model: nn.Module, cfg, input_shape: tuple, dense_params: int, int_model, latency: bool) -> dict:
     from .models import build_model
 
     stats = layer_stats(model, input_shape)

@@ -9,7 +9,7 @@ evaluation, so a screened robust accuracy overstates the final one; it is only e
 other trials' screened values, never with a final objective (the metrics have names of their own,
 ``screen_*`` in :mod:`rcsweep.metrics_table`).
 
-The trial's random state is left as it was (``torch.random.fork_rng``): a screened trial trains
+The trial's random state is left as it was (:func:`rcsweep.device.rng_kept`): a screened trial trains
 exactly as an unscreened one, and its model's train/eval mode is restored. The cost is counted,
 not estimated: every forward pass through the model (:class:`rcsweep.metrics.PassCounter`).
 Written here rather than taken from a library: it is a fixed PGD over a fixed subset, which
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .attacks import PGD, threat_model
-from .device import float32
+from .device import float32, rng_kept
 from .evaluate import robust_correct
 from .metrics import PassCounter
 
@@ -43,7 +43,7 @@ def screen(model: nn.Module, val: tuple, *, norm: str, eps: float, macs: int, ru
     dev = torch.device(device)
     was_training = model.training
     try:
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), float32(dev), \
+        with rng_kept(dev), float32(dev), \
                 PassCounter(model) as passes:
             torch.manual_seed(seed)
             clean = robust_correct(model, x, y, [], dev)

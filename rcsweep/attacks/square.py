@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..device import rng_kept
 from .base import Attack
 from .threat import ThreatModel
 
@@ -63,8 +64,7 @@ class Square(Attack):
                                      n_queries=self.queries, n_restarts=self.restarts, p_init=self.p_init,
                                      loss=self.loss, seed=self.seed)
         attack.device = x.device
-        devices = [x.device.index if x.device.index is not None else torch.cuda.current_device()] if x.is_cuda else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with rng_kept(x.device), torch.no_grad():
             x_adv = attack(x, y)
         # torchattacks keeps the perturbation in the ball and [0, 1]; project against rounding error
         return self.threat.project(x_adv, x)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..compress_params import StructuredPruneParams, includes
+from ..device import rng_kept
 from ..errors import CheckpointError, UserError
 from .base import Compressor, TargetNotReached, layers_in_order, prunable_layers, submodule
 
@@ -62,7 +63,7 @@ def structured_limit(model_name: str, dataset: str, width: float = 1.0) -> tuple
     from ..data import dataset_info
     from ..models import build_model
 
-    with torch.random.fork_rng(devices=[]):
+    with rng_kept():
         model = build_model(model_name, dataset, width)
     return reachable_limit(prunable_layers(model, tuple(dataset_info(dataset).shape)))
 
