@@ -22,7 +22,9 @@ def ray_local():
 
     owned = not ray.is_initialized()
     if owned:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        # address="local": a new Ray, never a cluster another job started on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     if owned:
         ray.shutdown()

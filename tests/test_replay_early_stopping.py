@@ -55,11 +55,12 @@ def test_replay_stops_the_dominated_trials_keeps_the_front_and_counts_what_is_sa
     assert "stopped: 2 of 5 trials" in out and "t4 at rung 0" in out and "t5 at rung 0" in out
     assert "front trials stopped: 0 of 3" in out and "hypervolume kept: " in out and "(100.0%)" in out
     # saved per stopped trial: its whole fine-tuning 400, its evaluation 50 and rung 2's screening 10
-    assert "saved 920 FLOPs" in out
+    assert "saved beyond the recorded stops 920 FLOPs" in out
+    assert "'stop'" not in out and "images per rung)" in out  # the header: the decision's settings, the screening recorded
     # a stricter rule (eta 2 at rung 2 only, margin 0) on the same records
     assert main(["replay", str(recorded), "--early-stopping", "{rungs: [2], eta: 4, margin_se: 0}"]) == 0
     out = capsys.readouterr().out
-    assert "stopped: 1 of 5 trials" in out and "t5 at rung 2" in out and "saved 250 FLOPs" in out
+    assert "stopped: 1 of 5 trials" in out and "t5 at rung 2" in out and "saved beyond the recorded stops 250 FLOPs" in out
 
 
 def test_replay_refuses_rungs_that_were_not_recorded_and_a_bad_mapping(recorded, capsys):
@@ -67,3 +68,7 @@ def test_replay_refuses_rungs_that_were_not_recorded_and_a_bad_mapping(recorded,
     assert "trial t1 reached rung 1 but recorded no screening there" in capsys.readouterr().err
     assert main(["replay", str(recorded), "--early-stopping", "{rungs: [0], eta: 1}"]) == 2
     assert "early_stopping.eta: must be >= 2, got 1" in capsys.readouterr().err
+    # the screening is the recorded one: a replay cannot change it (a new user's screen_size was
+    # accepted and the header then showed the default, not what had been screened)
+    assert main(["replay", str(recorded), "--early-stopping", "{rungs: [0], eta: 2, screen_size: 100}"]) == 2
+    assert "screen_size cannot change in a replay" in capsys.readouterr().err

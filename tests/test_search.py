@@ -251,19 +251,27 @@ def test_config_key_separates_seeds_and_drops_what_does_not_apply():
 
 def test_no_suggestion_while_the_samplers_startup_trials_run(tmp_path):
     """The default sampler's startup is the 2 references and 1 random trial: a 4th suggestion made
-    while they run would be a random draw too, so the searcher makes none (Tune asks again) until
-    they are complete; a startup trial that fails leaves the startup short, and the next is issued."""
+    while a reference runs would be a random draw too, so the searcher makes none (Tune asks again)
+    until the references are complete; a searched startup trial is not waited for, nor a startup
+    left short by a failure."""
     s = searcher({**DISCRETE}, tmp_path)
     r0, r1 = s.suggest("r0"), s.suggest("r1")
     assert r0["reference"] and r1["reference"]
     s.on_trial_complete("r0", fake_result(r0["trial"]))
     t2 = s.suggest("t2")
     assert t2 is not None and not t2["reference"]  # the startup's random trial
-    assert s.suggest("t3") is None  # r1 and t2 run: they complete the startup
+    assert s.suggest("t3") is None  # r1 and t2 run: they complete the startup, and r1 is a reference
     s.on_trial_complete("r1", fake_result(r1["trial"]))
-    assert s.suggest("t3") is None
-    s.on_trial_complete("t2", error=True)  # failed: 2 complete, none running; another is issued
-    assert s.suggest("t3") is not None and s.issued == 4
+    t3 = s.suggest("t3")  # only t2 runs, a searched trial: not waited for
+    assert t3 is not None and s.issued == 4
+    s.on_trial_complete("t2", error=True)
+    assert s.suggest("t4") is not None
+    # a reference that fails leaves the startup short: the next suggestion is not held back
+    (tmp_path / "f").mkdir()
+    f = searcher({**DISCRETE}, tmp_path / "f")
+    f.suggest("r0"), f.suggest("r1")
+    f.on_trial_complete("r0", error=True)
+    assert f.suggest("t2") is not None and f.suggest("t3") is not None  # 0 complete + 2 running < 3
     # random search has no startup: it never waits
     r = searcher({**DISCRETE, "search": "random"})
     assert all(r.suggest(f"u{i}") is not None for i in range(5))

@@ -68,6 +68,7 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert main(["status", str(out.folder)]) == 0
     text = capsys.readouterr().out
     assert "(complete)" in text and "early stopping: 1 stopped early (rung 0: 1): 2 fine-tuning epochs" in text
+    assert "trials: 3 finished, 1 stopped early, 0 running, 0 failed, of 4 planned" in text
     assert next(line for line in text.splitlines() if tid in line and "early_stopped" in line).rstrip().endswith(
         "stopped at rung 0")
     # the replay of the sweep with its own settings decides as the live scheduler did
@@ -158,3 +159,20 @@ def test_a_pruned_configuration_is_known_as_stopped_and_never_run_again():
     assert frozen.state.name == "PRUNED" and frozen.user_attrs["early_stopped"] and frozen.values is None
     known, results, _ = known_from_study(study.trials, {"t1": 0})
     assert known == {"k1": "early_stopped"} and results == {}
+
+
+def test_status_says_why_nothing_was_stopped(tmp_path):
+    """A sweep with early stopping that stopped nothing says so, and how many rung looks came too
+    early to decide (a new user's 10-trial sweep stopped nothing and status did not mention it)."""
+    from rcsweep.sweep.scheduler import STATE_FILE
+    from rcsweep.sweep.summary import Status, _nothing_stopped
+    from rcsweep.sweepfile import load_sweep
+
+    waits = {"stop": False, "reason": "rung has 2 of the 3 points it needs to decide"}
+    (tmp_path / STATE_FILE).write_text(json.dumps({
+        "none+clean/2|0": [{"trial_id": "a", "decision": waits}, {"trial_id": "b", "decision": waits},
+                           {"trial_id": "c", "decision": {"stop": False, "reason": "on the first front"}}],
+        "none+clean/2|1": [{"trial_id": "a", "decision": waits}]}))
+    line = _nothing_stopped(Status(tmp_path, load_sweep(ES), {"finished": 3}, "stopped", None))
+    assert line.startswith("none stopped; 4 rung looks in 2 rungs, 3 of them too early to decide")
+    assert "eta + 1 = 3 points" in line

@@ -318,3 +318,17 @@ def test_trial_timeout_fails_the_slow_trial_and_the_others_finish(ray_local, tmp
     assert set(df[df["pretrain_epochs"] == 0]["status"]) == {"finished"}
     trained = count_trainings(out.folder)
     assert sorted(trained.values()) == [0, 1] or sorted(trained.values()) == [1]
+
+
+def test_a_local_ray_is_always_a_new_one(monkeypatch):
+    """Without --address, rcsweep starts its own Ray: ``ray.init`` gets ``address="local"``, so a
+    cluster that ``ray start`` left on this machine (found through /tmp/ray/ray_current_cluster) is
+    never joined; a new user's sweep once joined another job's cluster and died with it."""
+    import ray
+
+    from rcsweep.sweep import runner
+
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    runner._init_loopback_ray()
+    assert calls and calls[0]["address"] == "local"

@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..metrics_table import missing
 
 SAVED_PARTS = ("flops", "seconds")
+SCREENING_KEYS = ("screen_size", "screen_steps", "screen_seed")  # what the recorded screening fixed
 
 
 def simulate(table, objectives, es, num_classes) -> dict:
@@ -88,6 +89,11 @@ def replay(folder, es=None) -> str:
                         "--early-stopping '{rungs: [0, 1], eta: 3}'")
     if not isinstance(given, dict):
         raise UserError(f"--early-stopping: must be a mapping like {{rungs: [0, 1], eta: 3}}, got {given!r}")
+    recorded_es = spec.early_stopping.to_dict() if spec.early_stopping else {}
+    for key in SCREENING_KEYS:  # the replay decides on the screening the sweep recorded; it measures nothing
+        if key in given and recorded_es and given[key] != recorded_es.get(key):
+            raise UserError(f"--early-stopping: {key} cannot change in a replay: it replays the recorded "
+                            f"screening ({key} {recorded_es.get(key)}); only rungs, eta and margin_se can")
     es = parse_early_stopping({**given, "stop": True}, search="replay", objectives=spec.objectives,
                               fixed=spec.fixed, space=spec.space)
     table = load_results(folder)
@@ -97,11 +103,14 @@ def replay(folder, es=None) -> str:
     res = replay_table(table, spec.objectives, es)
     stops, front, full, save, lost = res["stops"], res["front"], res["compute"], res["saved"], res["front_stopped"]
     hv_full, hv_kept = res["hv_full"], res["hv_kept"]
-    lines = [f"replay of {folder} with early_stopping {es.to_dict()}",
+    decision = {k: v for k, v in es.to_dict().items() if k in ("rungs", "eta", "margin_se")}
+    screened = next((h.get("n") for hist in table["screen_history"] if hist for h in hist), None)
+    lines = [f"replay of {folder} with early_stopping {decision} on the recorded screening "
+             f"({screened} images per rung)",
              f"stopped: {len(stops)} of {len(table)} trials"
              + "".join(f"\n  {tid} at rung {r}: {why}" for tid, (r, why) in stops.items()),
              f"front trials stopped: {len(lost)} of {len(front)}" + (f" ({', '.join(lost)})" if lost else ""),
-             f"compute: {full['flops']:.4g} FLOPs, {full['seconds']:.4g} s recorded; saved "
+             f"compute: {full['flops']:.4g} FLOPs, {full['seconds']:.4g} s recorded; saved beyond the recorded stops "
              f"{save['flops']:.4g} FLOPs ({_share(save['flops'], full['flops'])}), {save['seconds']:.4g} s "
              f"({_share(save['seconds'], full['seconds'])})",
              f"hypervolume kept: {hv_kept:.4f} of {hv_full:.4f} ({_share(hv_kept, hv_full)})"]

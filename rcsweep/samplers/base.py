@@ -115,8 +115,8 @@ class Sampler:
     def startup(self, ctx: SamplerContext) -> int:
         """How many trials (references counted) the sampler draws at random before its model takes
         over; 0 (the default) for a sampler without a model-free start. It samples at random until
-        that many are *complete*, so the searcher issues no further suggestion while one of them
-        still runs (:mod:`rcsweep.sweep.search`): one issued then would be one more random draw."""
+        that many are *complete*, so while a reference among them still runs the searcher issues no
+        further suggestion (:mod:`rcsweep.sweep.search`): one issued then would be one more random draw."""
         return 0
 
     def __repr__(self):

@@ -34,6 +34,7 @@ SWEEP_FILE = "sweep.yaml"
 TUNE_DIR = "tune"
 DRIVER_FILE = "driver.json"
 SEARCH_FILE = "search.json"  # why the searcher stopped early, for rcsweep status
+ES_STATE_FILE = "early_stopping.json"  # every rung's points and decisions (rcsweep.sweep.scheduler)
 DEFAULT_STORAGE = "rcsweep-results"
 
 

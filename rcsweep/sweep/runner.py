@@ -255,12 +255,15 @@ def ray_session(address=None):
 
 
 def _init_loopback_ray() -> None:
-    """``ray.init`` of a local Ray whose services listen on 127.0.0.1 only, no dashboard."""
+    """``ray.init`` of a new local Ray whose services listen on 127.0.0.1 only, no dashboard.
+    ``address="local"``: without it Ray joins a cluster that ``ray start`` left running on this
+    machine (it reads ``/tmp/ray/ray_current_cluster``), and a sweep the user meant to keep on its
+    own Ray would share, or die with, another job's."""
     from ray._private import ray_constants
 
     saved, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False
     try:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
 

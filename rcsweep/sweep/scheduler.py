@@ -35,9 +35,10 @@ from ..rungs import Decision, RungPoint, decide
 from ..screening import screening_metrics
 from ..sweepfile import SweepSpec
 from . import checkpoints
+from .folder import ES_STATE_FILE
 from .rung_report import RUNGS_FILE, rung_point
 
-STATE_FILE = "early_stopping.json"  # DIR/: every rung's points and decisions
+STATE_FILE = ES_STATE_FILE  # DIR/: every rung's points and decisions
 STOPPED_FILE = "early_stopped.json"  # trials/<id>/: stopped at a rung; never run again
 
 

@@ -14,9 +14,9 @@ one is nearest, :mod:`.identity`.
   (:func:`.study.finished_trial`). TPE and GP count them as startup trials.
 - **Suggestions** come from the study, each configuration once and none that would only wait for
   a pretraining (:class:`.suggestions.Suggestions`, the searcher's other half). None is made
-  while the sampler's startup trials (``Sampler.startup``: TPE's random ones, references counted)
-  run and would complete its startup: one made then would be another random draw
-  (:meth:`SweepSearcher._startup_running`).
+  while a reference runs and the trials in flight would complete the sampler's startup
+  (``Sampler.startup``: TPE's random trials, references counted): one made then would be another
+  random draw (:meth:`SweepSearcher._startup_running`).
 - **A finished trial** is told to the study (:func:`.study.outcome`), and so is every repeated
   suggestion that waited for it. **A trial stopped early** (:mod:`.scheduler`) is told pruned
   (:func:`.study.tell_pruned`, which says why pruned rather than its rung values), and its
@@ -231,14 +231,16 @@ class SweepSearcher(Suggestions, Searcher):
             self._known.pop(key, None)
 
     def _startup_running(self) -> bool:
-        """Whether the sampler's startup trials are running: it would draw this suggestion at random
-        (it does until ``startup`` trials are complete), yet enough are in flight to complete its
-        startup. Waiting for them lets the suggestion learn from them (the references: a dense
-        adversarial reference pretrains for most of a digits sweep's first minute, and trials
-        issued meanwhile were random draws beyond the startup the sampler was given)."""
+        """Whether to wait for the references: one still runs, the sampler would draw this
+        suggestion at random (it does until ``startup`` trials are complete), yet enough are in
+        flight to complete its startup. Waiting lets the suggestion learn from the references (a
+        dense adversarial reference pretrains for most of a digits sweep's first minute, and trials
+        issued meanwhile were random draws beyond the startup the sampler was given). Only
+        references are waited for: a searched startup trial is a random draw, and holding every
+        other slot for one would idle a cluster for a whole trial."""
         from optuna.trial import TrialState
 
-        if not self.live:
+        if not self.live or not any(tid in self.live for tid in self.refs):
             return False
         study = self.study()  # opened first: it sets the sampler's startup
         n = self._startup

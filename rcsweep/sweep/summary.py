@@ -12,7 +12,7 @@ from ..pareto import front_order, gains, hypervolume, normalisation_text, parse_
 from ..results import RESULTS_FILE, load_results, split_usable
 from ..rungs import stopped_summary
 from ..sweepfile import SweepSpec
-from .folder import driver_alive, read_driver, read_spec, search_exhausted
+from .folder import ES_STATE_FILE, driver_alive, read_driver, read_spec, search_exhausted
 from .store import pretrain_id
 
 SHOWN_PARAMS = ("pretrain", "compression", "sparsity", "weight_bits", "act_bits", "finetune")
@@ -59,14 +59,32 @@ def _stage_shown(folder, row) -> str:
     return ""
 
 
+def _nothing_stopped(st: Status) -> str:
+    """Why an early-stopping sweep has stopped nothing yet, from the scheduler's state file: how many
+    rung looks waited for points (a rung decides only once it holds eta + 1 points of one group)."""
+    es = st.spec.early_stopping
+    try:
+        state = json.loads((Path(st.folder) / ES_STATE_FILE).read_text())
+    except (OSError, ValueError):
+        state = {}
+    looks = [p.get("decision") or {} for points in state.values() for p in points]
+    waited = sum("points it needs" in str(d.get("reason", "")) for d in looks)
+    return (f"none stopped; {len(looks)} rung looks in {len(state)} rungs, {waited} of them too early to decide "
+            f"(a rung decides once it holds eta + 1 = {es.eta + 1} points of trials with the same compression, "
+            f"fine-tuning method and fine-tuning epochs)")
+
+
 def format_status(st: Status) -> str:
     state = st.driver if st.driver != "stopped" else ("complete" if st.complete else "stopped")
+    early = st.counts.get("early_stopped", 0)
     lines = [f"sweep {st.spec.name} in {st.folder} ({state})",
-             f"trials: {st.counts.get('finished', 0)} finished, {st.counts.get('running', 0)} running, "
-             f"{st.counts.get('failed', 0)} failed, of {st.planned} planned"]
+             f"trials: {st.counts.get('finished', 0)} finished, " + (f"{early} stopped early, " if early else "")
+             + f"{st.counts.get('running', 0)} running, {st.counts.get('failed', 0)} failed, of {st.planned} planned"]
     stopped = stopped_summary(st.table)
     if stopped:
         lines.append(f"early stopping: {stopped}")
+    elif st.spec.early_stopping is not None:
+        lines.append(f"early stopping: {_nothing_stopped(st)}")
     if st.exhausted:
         lines.append(f"search ended early: {st.exhausted}")
     flagged = _flag_counts(st.table)
