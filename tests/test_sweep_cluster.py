@@ -35,8 +35,7 @@ def test_two_node_cluster_sweep_completes_and_uses_both_nodes(tmp_path):
 
     sweep = {"name": "cluster", "fixed": {"dataset": "digits", "pretrain_epochs": 3, "batch_size": 16, "lr": 0.1,
                                           "train_size": 400, "test_size": 50, "eval_steps": 2, "eval_restarts": 1},
-             "space": {"finetune": {"choice": ["none", "clean"]}, "finetune_epochs": {"choice": [1, 2, 3]}}, "num_samples": 4, "max_concurrent": 2,
-             "search": "random"}  # placement is the point: no sampler startup holding trials back
+             "space": {"finetune": {"choice": ["none", "clean"]}, "finetune_epochs": {"choice": [1, 2, 3]}}, "num_samples": 4, "max_concurrent": 2}
     root = str(Path(__file__).resolve().parent.parent)  # the nodes import rcsweep from this checkout
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(sweep), str(tmp_path)], capture_output=True,
@@ -104,7 +103,7 @@ def test_worker_node_lost_mid_sweep_its_trial_resumes_from_its_checkpoint_on_the
              "fixed": {"dataset": "digits", "pretrain_epochs": 3, "batch_size": 16, "lr": 0.1, "train_size": 400,
                        "test_size": 50, "eval_steps": 2, "eval_restarts": 1, "compression": "prune_structured",
                        "finetune": "adversarial", "finetune_epochs": 6, "finetune_lr": 0.02, "attack_steps": 5},
-             "space": {"sparsity": {"uniform": [0.2, 0.6]}}, "num_samples": 4, "max_concurrent": 2, "search": "random",
+             "space": {"sparsity": {"uniform": [0.2, 0.6]}}, "num_samples": 4, "max_concurrent": 2,
              "max_failures": 2}
     root = str(Path(__file__).resolve().parent.parent)  # the nodes import rcsweep from this checkout
     env = {**os.environ, "RAY_AUTH_MODE": "disabled",
