@@ -104,7 +104,7 @@ def replay(folder, es=None) -> str:
     stops, front, full, save, lost = res["stops"], res["front"], res["compute"], res["saved"], res["front_stopped"]
     hv_full, hv_kept = res["hv_full"], res["hv_kept"]
     decision = {k: v for k, v in es.to_dict().items() if k in ("rungs", "eta", "margin_se")}
-    screened = next((h.get("n") for hist in table["screen_history"] if hist for h in hist), None)
+    screened = next((h.get("n") for hist in table["screen_history"] if isinstance(hist, list) for h in hist), None)
     lines = [f"replay of {folder} with early_stopping {decision} on the recorded screening "
              f"({screened} images per rung)",
              f"stopped: {len(stops)} of {len(table)} trials"
