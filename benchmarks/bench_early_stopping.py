@@ -169,6 +169,7 @@ def shuffled_replays(grid: Path, orders: int = 10) -> list[str]:
     first points of every rung are the sweep file's first values, so one order says little. Per
     order: trials stopped, front trials stopped, compute saved, hypervolume kept."""
     import numpy as np
+    import pandas as pd
 
     from rcsweep.commands.replay import replay_table
     from rcsweep.early_stopping import parse_early_stopping
@@ -183,19 +184,13 @@ def shuffled_replays(grid: Path, orders: int = 10) -> list[str]:
     lines = ["| order (seed) | stopped | front trials stopped | FLOPs saved | seconds saved | hv kept |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for seed in range(orders):
-        order = pd_concat([refs, rest.iloc[np.random.default_rng(seed).permutation(len(rest))]])
+        order = pd.concat([refs, rest.iloc[np.random.default_rng(seed).permutation(len(rest))]], ignore_index=True)
         r = replay_table(order, spec.objectives, es)
         c, sv = r["compute"], r["saved"]
         lines.append(f"| {seed} | {len(r['stops'])} of {len(table)} | {len(r['front_stopped'])} of {len(r['front'])} | "
                      f"{sv['flops'] / c['flops']:.1%} | {sv['seconds'] / c['seconds']:.1%} | "
                      f"{r['hv_kept'] / r['hv_full']:.1%} |")
     return lines
-
-
-def pd_concat(frames):
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
 
 
 def main(argv=None) -> int:

@@ -40,6 +40,9 @@ from .pareto import LOG_COLUMNS
 from .trial_status import degeneracy
 
 
+TOO_FEW = "points it needs to decide"  # the end of a decision that waited (rcsweep status counts them)
+
+
 @dataclass(frozen=True)
 class RungPoint:
     """One trial at one rung: ``values`` (objective -> its rung value, :func:`rung_values`),
@@ -166,7 +169,7 @@ def decide(points: list[RungPoint], trial_id: str, objectives, *, eta: int, marg
     if why:
         return Decision(True, f"degenerate: {why}")
     if len(points) < eta + 1:
-        return Decision(False, f"rung has {len(points)} of the {eta + 1} points it needs to decide")
+        return Decision(False, f"rung has {len(points)} of the {eta + 1} {TOO_FEW}")
     keep = max(1, len(points) // eta)
     order = ranking(points, objectives, margin_se)
     place, front = next((k, f) for k, (i, f) in enumerate(order) if i == pos)

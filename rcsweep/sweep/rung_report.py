@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from ..config import TrialConfig
-from ..device import rng_kept
 from ..fileio import atomic_write_json
 from ..metrics import count_macs, efficiency
 from ..pipeline import Progress, TrialData, stage_flops
@@ -41,12 +40,8 @@ def at_rung(model, cfg: TrialConfig, data: TrialData, progress: Progress, folder
     history = progress.history.setdefault("screening", [])
     if rung not in early_stopping["rungs"] or any(h["rung"] == rung for h in history):
         return {}
-    with rng_kept(device):  # a screened trial trains on exactly as an unscreened one
-        return _measure(model, cfg, data, progress, folder, early_stopping, objectives, device, rung, history)
-
-
-def _measure(model, cfg: TrialConfig, data: TrialData, progress: Progress, folder: Path, early_stopping: dict,
-             objectives, device, rung: int, history: list) -> dict:
+    # screen() and efficiency() leave torch's random state as it was: a screened trial trains on
+    # exactly as an unscreened one (tests/test_screening.py)
     shape = data.info.shape
     macs = count_macs(model, shape)
     entry = screen(model, data.val, norm=cfg.norm, eps=cfg.eps_eval, macs=macs, rung=rung,

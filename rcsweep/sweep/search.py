@@ -240,7 +240,7 @@ class SweepSearcher(Suggestions, Searcher):
         other slot for one would idle a cluster for a whole trial."""
         from optuna.trial import TrialState
 
-        if not self.live or not any(tid in self.live for tid in self.refs):
+        if not self.refs:  # references issued and not finished (each also in self.live)
             return False
         study = self.study()  # opened first: it sets the sampler's startup
         n = self._startup

@@ -10,7 +10,7 @@ from ..config import TrialConfig
 from ..errors import UserError
 from ..pareto import front_order, gains, hypervolume, normalisation_text, parse_objectives, reference_values
 from ..results import RESULTS_FILE, load_results, split_usable
-from ..rungs import stopped_summary
+from ..rungs import TOO_FEW, stopped_summary
 from ..sweepfile import SweepSpec
 from .folder import ES_STATE_FILE, driver_alive, read_driver, read_spec, search_exhausted
 from .store import pretrain_id
@@ -68,7 +68,7 @@ def _nothing_stopped(st: Status) -> str:
     except (OSError, ValueError):
         state = {}
     looks = [p.get("decision") or {} for points in state.values() for p in points]
-    waited = sum("points it needs" in str(d.get("reason", "")) for d in looks)
+    waited = sum(str(d.get("reason", "")).endswith(TOO_FEW) for d in looks)
     return (f"none stopped; {len(looks)} rung looks in {len(state)} rungs, {waited} of them too early to decide "
             f"(a rung decides once it holds eta + 1 = {es.eta + 1} points of trials with the same compression, "
             f"fine-tuning method and fine-tuning epochs)")
