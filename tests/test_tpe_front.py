@@ -172,3 +172,54 @@ def test_a_candidate_near_collapsed_trials_of_its_method_is_discounted():
     point = view.optimistic(cand)
     gain = _hv(view.front + [point], view.ref) - view.base_hv
     assert gain > 0 and view.score(cand) == pytest.approx(gain * (1 - near))
+
+
+def test_a_size_no_trial_measured_is_the_measured_one_not_a_guess():
+    # one pruned trial: no line through one point, so without a measurement the size of sparsity
+    # 0.9 is guessed as the smallest seen; with one it is what the probe measured
+    adv = {"pretrain": "adversarial", "finetune": "adversarial"}
+    rows = [({**adv, "compression": "prune_structured", "sparsity": 0.5}, 0.55, 2e5),
+            ({**adv, "compression": "quant", "weight_bits": 8}, 0.6, 1.9e5)]
+    new = {**adv, "compression": "prune_structured", "sparsity": 0.9}
+    asked = []
+
+    def measure(params):
+        asked.append(params)
+        return {1: math.log10(1e4)} if params.get("sparsity") == 0.9 else {}
+
+    guessed = _StudyView(study_with(rows), DEPS, applicable).optimistic(applicable(new))[1]
+    measured = _StudyView(study_with(rows), DEPS, applicable, measure).optimistic(applicable(new))[1]
+    assert guessed == pytest.approx(math.log10(1.9e5)) and measured == pytest.approx(4.0)
+    # a size some trial measured is taken from it, not measured again
+    seen = _StudyView(study_with(rows), DEPS, applicable, measure).optimistic(applicable(rows[0][0]))[1]
+    assert seen == pytest.approx(math.log10(2e5)) and asked == [applicable(new)]
+
+
+def test_where_no_proposal_adds_to_the_front_an_unseen_configuration_that_does_is_chosen():
+    # TPE (here a stand-in that always proposes one configuration whose optimistic point is
+    # dominated) proposes nothing that adds: in a finite space the unseen configuration with the
+    # largest optimistic improvement is taken instead of TPE's own proposal
+    from rcsweep.samplers.tpe_front import _FrontTPE
+
+    adv = {"pretrain": "adversarial", "finetune": "adversarial"}
+    std = {"pretrain": "standard", "finetune": "clean"}
+    rows = [({**adv, "compression": "quant", "weight_bits": 8}, 0.6, 2e5),
+            ({**adv, "compression": "prune_structured", "sparsity": 0.5}, 0.55, 1.9e5),
+            ({**std, "compression": "quant", "weight_bits": 8}, 0.02, 2e5)]
+    dominated = {**std, "compression": "prune_structured", "sparsity": 0.5, "weight_bits": 8}
+
+    class Proposes:
+        def sample_relative(self, study, trial, space):
+            return dict(dominated)
+
+    study = study_with(rows)
+    view = _StudyView(study, DEPS, applicable)
+    assert view.score(dominated) == 0.0
+    sampler = _FrontTPE(Proposes(), SamplerContext(seed=0, num_samples=20, known=DEPS, applicable=applicable), 4)
+    chosen = sampler.sample_relative(study, None, SPACE)
+    best = max(_enumerate(SPACE, applicable), key=view.score)
+    assert view.score(chosen) > 0 and view.score(chosen) == view.score(best)
+    # where nothing unseen adds either (a trial at 0.99 with 10 bits dominates every optimistic
+    # point), TPE's own proposal stands
+    beaten = study_with(rows + [({**adv, "compression": "quant", "weight_bits": 2}, 0.99, 10.0)])
+    assert sampler.sample_relative(beaten, None, SPACE) == dominated

@@ -84,6 +84,9 @@ class SamplerContext:
             value follows from: a size from the compression parameters), for samplers that use them.
         applicable: maps a study trial's parameters to those that apply to it (the conditional
             space: ``sparsity`` only when pruning); None: all of them.
+        measure: measures the ``known`` objectives of a study trial's parameters without training
+            (``{objective index: value as the study is told it}``, {} where it cannot; a size from an
+            untrained compressed copy); None: they are learnt from the trials that ran.
     """
     seed: int
     num_samples: int
@@ -91,6 +94,7 @@ class SamplerContext:
     n_objectives: int = 2
     known: Mapping[int, tuple] = dataclasses.field(default_factory=dict)
     applicable: Optional[Callable[[dict], dict]] = None
+    measure: Optional[Callable[[dict], Mapping[int, float]]] = None
 
 
 class Sampler:

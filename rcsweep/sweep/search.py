@@ -35,7 +35,7 @@ from ..samplers import SamplerContext
 from ..sweepfile import SweepSpec
 from .folder import SEARCH_FILE, search_exhausted  # noqa: F401  (re-exported; they live there: status reads them without Ray)
 from .identity import config_key
-from .space import ConditionalSpace, known_objectives, optuna_value
+from .space import ConditionalSpace, SizeProbe, known_objectives, optuna_value
 from .store import pretrain_id
 from .study import (close_stale, finished_trial, known_from_study, open_study, outcome, results_rows, running_trial,
                     set_constraints, tell_pruned)
@@ -138,7 +138,8 @@ class SweepSearcher(Suggestions, Searcher):
         trials = self._study.get_trials(deepcopy=False)
         ctx = SamplerContext(seed=self.spec.search_seed + len(trials), num_samples=self.limit,
                              n_references=len(self.spec.references), n_objectives=len(self.spec.objectives),
-                             known=known_objectives(self.spec), applicable=self._space.applied)
+                             known=known_objectives(self.spec), applicable=self._space.applied,
+                             measure=SizeProbe(self.spec))
         sampler = self.spec.sampler()
         self._study.sampler = sampler.build(ctx)
         self._startup = sampler.startup(ctx)
