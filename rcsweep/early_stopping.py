@@ -34,9 +34,10 @@ schedule while early stopping is on (the trials would then not be the trials a s
 runs), a rung compares only trials with the same ``finetune_epochs``: a rung of 3-epoch trials
 and one of 9-epoch trials fill and decide separately (rung 0 too: where a cost that grows with the
 epochs is an objective, pooling it would rank a trial by its projected cost alone). The trials
-compared also share their compression and fine-tuning methods (:func:`rcsweep.rungs.group_key`):
-before fine-tuning has repaired them, a pruned model and a quantized one of the same size are not
-comparable.
+compared also share their compression method (:func:`rcsweep.rungs.group_key`): before
+fine-tuning has repaired them, a pruned model and a quantized one of the same size are not
+comparable. Fine-tuning methods share rungs (the same compressed model at rung 0, the same schedule
+after it).
 """
 from __future__ import annotations
 

@@ -72,3 +72,18 @@ def test_replay_refuses_rungs_that_were_not_recorded_and_a_bad_mapping(recorded,
     # accepted and the header then showed the default, not what had been screened)
     assert main(["replay", str(recorded), "--early-stopping", "{rungs: [0], eta: 2, screen_size: 100}"]) == 2
     assert "screen_size cannot change in a replay" in capsys.readouterr().err
+
+
+def test_a_replay_can_compare_trials_by_another_grouping(recorded):
+    # rcsweep's grouping: all five in one rung (t4 and t5 stopped); one rung per trial: never eta + 1
+    # points, so nothing is stopped (benchmarks/replay_grouping.py measures rules this way)
+    from rcsweep.commands.replay import simulate
+    from rcsweep.early_stopping import parse_early_stopping
+    from rcsweep.sweep.folder import read_spec
+
+    spec = read_spec(recorded)
+    es = parse_early_stopping({"rungs": [0, 2], "eta": 2, "stop": True}, search="replay", objectives=spec.objectives,
+                              fixed=spec.fixed, space=spec.space)
+    table = load_results(recorded)
+    assert set(simulate(table, spec.objectives, es, 10)) == {"t4", "t5"}
+    assert simulate(table, spec.objectives, es, 10, group=lambda row, rung: row["trial_id"]) == {}

@@ -79,10 +79,11 @@ def test_unknown_trial_and_group_key_and_rung_values():
         run([pt("a", 0.5, 1)], "b")
     three, nine = {"finetune": "clean", "finetune_epochs": 3}, {"finetune": "clean", "finetune_epochs": 9}
     assert group_key(three) != group_key(nine)  # epoch 1 of a 3-epoch cosine schedule is not epoch 1 of 9
-    assert group_key(three) != group_key({**three, "finetune": "adversarial"})
-    assert group_key({"finetune": "none", "finetune_epochs": None}) == "none+none/0"
+    # fine-tuning methods share a rung: the same compressed model at rung 0, the same schedule after
+    assert group_key(three) == group_key({**three, "finetune": "adversarial"})
+    assert group_key({"finetune": "none", "finetune_epochs": None}) == "none/0"
     pruned = {**three, "compression": "prune_structured"}  # damaged before fine-tuning, unlike quantization
     assert group_key(pruned) != group_key({**three, "compression": "quant"})
-    assert group_key(pruned) == "prune_structured+clean/3"
+    assert group_key(pruned) == "prune_structured/3"
     values = rung_values(OBJ + (("clean_acc", "max"),), {"clean_acc": 0.8, "robust_acc": 0.3}, {"model_bits": 1e4})
     assert values == {"robust_acc": 0.3, "model_bits": 1e4, "clean_acc": 0.8}

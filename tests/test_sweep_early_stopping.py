@@ -14,7 +14,7 @@ from rcsweep.cli import main
 # references: 3 pretraining epochs, dense, fine-tuned at two learning rates (clean accuracy ~0.87
 # on 100 val images); searched: 1 epoch (~0.31: dominated by both references beyond the margin)
 # and 4 epochs (~0.96: on the front). All four share a rung group (dense, clean fine-tuning, 2
-# epochs: rcsweep.rungs.group_key); rung 0 has 3 points once the third trial reaches it (eta + 1 =
+# epochs: rcsweep.rungs.group_key, "none/2"); rung 0 has 3 points once the third trial reaches it (eta + 1 =
 # 3): it decides.
 ES = {"name": "es", "fixed": {**{k: v for k, v in FIXED.items() if k != "pretrain_epochs"}, "val_size": 100,
                               "finetune": "clean", "finetune_epochs": 2, "finetune_lr": 0.02},

@@ -26,11 +26,15 @@ SAVED_PARTS = ("flops", "seconds")
 SCREENING_KEYS = ("screen_size", "screen_steps", "screen_seed")  # what the recorded screening fixed
 
 
-def simulate(table, objectives, es, num_classes) -> dict:
+def simulate(table, objectives, es, num_classes, group=None) -> dict:
     """``{trial_id: (rung, reason)}`` of the trials early stopping ``es``
     (:class:`rcsweep.early_stopping.EarlyStopping`) stops in a results ``table`` (module
-    docstring); ``objectives``: ``(metric, direction)`` pairs; ``num_classes``: chance is 1/that."""
+    docstring); ``objectives``: ``(metric, direction)`` pairs; ``num_classes``: chance is 1/that.
+    ``group(row, rung) -> str``: which trials a rung compares (default: :func:`rcsweep.rungs.group_key`,
+    what the scheduler uses; another rule only to measure it, as ``benchmarks/replay_grouping.py`` does)."""
     from ..rungs import decide, group_key, rung_point_of, rung_values
+
+    group = group or (lambda row, rung: group_key(row))
 
     points: dict = {}
     out: dict = {}
@@ -49,7 +53,7 @@ def simulate(table, objectives, es, num_classes) -> dict:
             recorded = history[r].get("values") or {}  # what the live decision compared, where recorded
             values = recorded if all(m in recorded for m, _ in objectives) else rung_values(objectives, history[r], row)
             point = rung_point_of(tid, values, history[r])
-            rung = points.setdefault((group_key(row), r), [])
+            rung = points.setdefault((group(row, r), r), [])
             rung.append(point)
             if bool(row.get("is_reference")):
                 continue

@@ -7,8 +7,8 @@ and Schmucker et al. 2021's MO-ASHA). Being a scheduler, it works with any searc
 cluster: decisions are taken in the driver, on what the trials report at their rungs
 (:mod:`.rung_report`).
 
-- **Rungs** fill per group of comparable trials (:func:`rcsweep.rungs.group_key`: compression and
-  fine-tuning methods and total epochs). References add their points but are never stopped: they are the
+- **Rungs** fill per group of comparable trials (:func:`rcsweep.rungs.group_key`: compression
+  method and total epochs). References add their points but are never stopped: they are the
   user's baselines.
 - **A stopped trial** gets ``trials/<id>/early_stopped.json`` (the trainable then never runs it
   again, also after a resume) and its results.csv row, status ``early_stopped``, with the rung it
