@@ -113,8 +113,10 @@ class SizeProbe:
     """``probe(params) -> {objective index: value as the study is told it}``: the sweep's size
     objectives (``KNOWN_BEFORE_TRAINING`` "compression": ``model_bits``, ``params``, ``bops``, ...)
     of a study trial's parameters, measured on an untrained compressed copy
-    (:func:`rcsweep.pipeline.sizes_before_training`; no data read, milliseconds for digits' net),
-    cached per model and compression. {} for a sweep without a size objective, and for a
+    (:func:`rcsweep.pipeline.sizes_before_training`; no data read), cached per model and
+    compression. It runs in the sweep's driver: about 20 ms a configuration for digits' net, 0.4 to
+    1.7 s for CIFAR-10's ResNet-18 on a busy 2-core CPU, and in a continuous space (each sparsity new)
+    a ``tpe_front`` suggestion may measure up to its ``n_candidates`` proposals. {} for a sweep without a size objective, and for a
     configuration that cannot be built or compressed (its trial then fails with its own message).
     ``SamplerContext.measure`` for samplers that rank proposals by what they would add
     (``tpe_front``), so that a size no trial has measured is known, not guessed."""
