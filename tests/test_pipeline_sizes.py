@@ -10,7 +10,7 @@ from rcsweep.compress import compress_
 from rcsweep.config import TrialConfig
 from rcsweep.metrics import efficiency
 from rcsweep.pipeline import load_trial_data, pretrain, sizes_before_training
-from rcsweep.sweep.space import SizeProbe
+from rcsweep.sweep.study import SizeProbe
 from rcsweep.sweepfile import load_sweep
 
 BASE = dict(dataset="digits", pretrain_epochs=1, finetune="none", seed=3)

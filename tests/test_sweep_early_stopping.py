@@ -56,8 +56,8 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     assert sorted(done["pretrain_epochs"]) == [3, 3, 4]
 
     state = json.loads((out.folder / STATE_FILE).read_text())
-    assert {k: len(v) for k, v in state.items()} == {"none+clean/2|0": 4, "none+clean/2|1": 3}
-    assert [p["decision"]["stop"] for p in state["none+clean/2|0"] if p["trial_id"] == tid] == [True]
+    assert {k: len(v) for k, v in state.items()} == {"none/2|0": 4, "none/2|1": 3}
+    assert [p["decision"]["stop"] for p in state["none/2|0"] if p["trial_id"] == tid] == [True]
 
     spec = load_sweep(ES)
     assert tid not in set(pareto_front(df.reset_index(), spec.objectives)["trial_id"]) and tid not in out.pareto
@@ -116,7 +116,7 @@ def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rer
     state = json.loads((folder / STATE_FILE).read_text())
     for key, points in state_before.items():  # the scheduler's state came back: nothing lost or decided twice
         assert state[key][:len(points)] == points
-    assert {k: len(v) for k, v in state.items()} == {"none+clean/2|0": 4, "none+clean/2|1": 3}
+    assert {k: len(v) for k, v in state.items()} == {"none/2|0": 4, "none/2|1": 3}
     for key, points in state.items():
         assert len({p["trial_id"] for p in points}) == len(points)
 
@@ -130,7 +130,7 @@ def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
     spec = load_sweep(ES)
 
     def report(acc, bits):
-        return {"rung": 0, "rung_group": "none+clean/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
+        return {"rung": 0, "rung_group": "none/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
                 "rung_value.clean_acc": acc, "rung_value.model_bits": bits}
 
     first = RungScheduler(spec)
@@ -139,7 +139,7 @@ def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
     again = RungScheduler(spec)  # state from the file only
     assert again.judge(tmp_path, "c", report(0.95, 1.0)).stop  # the recorded decision, not a new one
     assert not again.judge(tmp_path, "a", report(0.0, 1e9)).stop
-    assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["none+clean/2|0"]] == ["a", "b", "c"]
+    assert [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["none/2|0"]] == ["a", "b", "c"]
     assert again.judge(tmp_path, "r", report(0.2, 1e6), reference=True).reason == "a reference: never stopped"
 
 
@@ -170,9 +170,9 @@ def test_status_says_why_nothing_was_stopped(tmp_path):
 
     waits = {"stop": False, "reason": "rung has 2 of the 3 points it needs to decide"}
     (tmp_path / STATE_FILE).write_text(json.dumps({
-        "none+clean/2|0": [{"trial_id": "a", "decision": waits}, {"trial_id": "b", "decision": waits},
-                           {"trial_id": "c", "decision": {"stop": False, "reason": "on the first front"}}],
-        "none+clean/2|1": [{"trial_id": "a", "decision": waits}]}))
+        "none/2|0": [{"trial_id": "a", "decision": waits}, {"trial_id": "b", "decision": waits},
+                     {"trial_id": "c", "decision": {"stop": False, "reason": "on the first front"}}],
+        "none/2|1": [{"trial_id": "a", "decision": waits}]}))
     line = _nothing_stopped(Status(tmp_path, load_sweep(ES), {"finished": 3}, "stopped", None))
     assert line.startswith("none stopped; 4 rung looks in 2 rungs, 3 of them too early to decide")
     assert "eta + 1 = 3 points" in line

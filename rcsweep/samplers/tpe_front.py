@@ -13,7 +13,7 @@ a compression level only after a lucky draw. This sampler keeps TPE's model and 
 2. Each candidate's *known* objectives are taken from the completed trials that share the
    parameters they depend on (exact: they are deterministic); where none does, measured without
    training where the sweep can (``SamplerContext.measure``: a size from an untrained compressed
-   copy, :class:`rcsweep.sweep.space.SizeProbe`); else from a least-squares line over the numeric
+   copy, :class:`rcsweep.sweep.study.SizeProbe`); else from a least-squares line over the numeric
    parameters of the completed trials with its method choices (sparsity -> log10 size); with fewer
    than two such trials, optimistically the best value seen. (Before sizes were measured, that
    guess let a running trial believed at the smallest size cover every unmeasured proposal: one of

@@ -35,10 +35,10 @@ from ..samplers import SamplerContext
 from ..sweepfile import SweepSpec
 from .folder import SEARCH_FILE, search_exhausted  # noqa: F401  (re-exported; they live there: status reads them without Ray)
 from .identity import config_key
-from .space import ConditionalSpace, SizeProbe, known_objectives, optuna_value
+from .space import ConditionalSpace, known_objectives, optuna_value
 from .store import pretrain_id
-from .study import (close_stale, finished_trial, known_from_study, open_study, outcome, results_rows, running_trial,
-                    set_constraints, tell_pruned)
+from .study import (SizeProbe, close_stale, finished_trial, known_from_study, open_study, outcome, results_rows,
+                    running_trial, set_constraints, tell_pruned)
 from .study import STUDY_FILE, told_value  # noqa: F401  (re-exported: importable from rcsweep.sweep.search)
 from .suggestions import Suggestions
 

@@ -19,6 +19,8 @@ the state that links them to Tune's trials.
   reference's ``pretrain``; its ``compression: none`` lies outside the searched choices, and a
   study whose distributions change between trials is refused by multivariate TPE), and their whole
   configuration as a user attribute.
+- **What a sampler may know before a trial trains**: its sizes, measured on an untrained
+  compressed copy and told on the study's scale (:class:`SizeProbe`, ``SamplerContext.measure``).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from ..errors import ConfigError
 from ..metrics_table import missing
 from ..sweepfile import SweepSpec
 from ..trial_status import FLAGS, parse_flags
-from .space import distribution, optuna_value
+from .space import KNOWN_BEFORE_TRAINING, distribution, from_optuna, optuna_value
 
 STUDY_FILE = "optuna.journal"
 
@@ -216,3 +218,45 @@ def _tuple(v):
     return tuple(v) if isinstance(v, list) else v
 
 
+class SizeProbe:
+    """``probe(params) -> {objective index: value as the study is told it}``: the sweep's size
+    objectives (``KNOWN_BEFORE_TRAINING`` "compression": ``model_bits``, ``params``, ``bops``, ...)
+    of a study trial's parameters, measured on an untrained compressed copy
+    (:func:`rcsweep.pipeline.sizes_before_training`; no data read), cached per model and
+    compression. It runs in the sweep's driver: about 20 ms a configuration for digits' net, 0.4 to
+    1.7 s for CIFAR-10's ResNet-18 on a busy 2-core CPU, and in a continuous space (each sparsity
+    new) a ``tpe_front`` suggestion may measure up to its ``n_candidates`` proposals. {} for a sweep
+    without a size objective, and for a configuration that cannot be built or compressed (its trial
+    then fails with its own message).
+    ``SamplerContext.measure`` for samplers that rank proposals by what they would add
+    (``tpe_front``), so that a size no trial has measured is known, not guessed."""
+
+    def __init__(self, spec: SweepSpec):
+        from ..compress_params import trial_params
+
+        self.spec = spec
+        self.objectives = {j: m for j, (m, _) in enumerate(spec.objectives)
+                           if KNOWN_BEFORE_TRAINING.get(m) == "compression"}
+        self._fields = ("model", "dataset", "width", "compression", *trial_params())
+        self._cache: dict = {}
+
+    def __call__(self, params: dict) -> dict:
+        if not self.objectives:
+            return {}
+        from ..errors import UserError
+        from ..pipeline import sizes_before_training
+
+        try:
+            cfg = self.spec.trial_config({n: from_optuna(self.spec.space[n], v) for n, v in params.items()
+                                          if n in self.spec.space})
+        except ConfigError:
+            return {}
+        flat = cfg.to_flat()
+        key = tuple(str(flat.get(f)) for f in self._fields)
+        if key not in self._cache:
+            try:
+                sizes = sizes_before_training(cfg)
+                self._cache[key] = {j: told_value(m, sizes[m]) for j, m in self.objectives.items()}
+            except (ConfigError, UserError, ValueError, RuntimeError):
+                self._cache[key] = {}
+        return dict(self._cache[key])
