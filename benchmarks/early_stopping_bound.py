@@ -40,22 +40,28 @@ def load(csv: Path):
         return load_results(tmp)
 
 
+def oracle(table, front: set, unit: str = "flops") -> float:
+    """The ``oracle`` share (module docstring) of a sweep without early stopping (``table``), whose
+    final front holds the trial ids ``front``: its pretraining, its references' and its front
+    trials' compute, over its whole compute (``unit``: ``flops`` or ``seconds``)."""
+    from rcsweep.compute import sweep_compute
+
+    whole = sweep_compute(table)
+    kept = sweep_compute(table[table["trial_id"].isin(front) | table["is_reference"].fillna(False).astype(bool)])
+    return (whole[f"{unit}_pretrain"] + kept[unit] - kept[f"{unit}_pretrain"]) / whole[unit]
+
+
 def bound(full, es, objectives) -> dict:
     """The split of ``full``'s compute and the ``es`` and ``oracle`` ratios (module docstring)."""
     from rcsweep.compute import sweep_compute
     from rcsweep.sweep.summary import front_and_usable
 
     whole = sweep_compute(full)
-    front, _ = front_and_usable(full, objectives)
-    refs = full["is_reference"].fillna(False).astype(bool) if "is_reference" in full else False
-    kept = full[full["trial_id"].isin(front["trial_id"]) | refs]
-    trials_of_kept = sweep_compute(kept)
+    front = set(front_and_usable(full, objectives)[0]["trial_id"])
     out = {"front": len(front), "trials": len(full)}
     for unit in ("flops", "seconds"):
-        pre = whole[f"{unit}_pretrain"]
-        kept_trials = trials_of_kept[unit] - trials_of_kept[f"{unit}_pretrain"]
-        out[f"pretrain_share_{unit}"] = pre / whole[unit]
-        out[f"oracle_{unit}"] = (pre + kept_trials) / whole[unit]
+        out[f"pretrain_share_{unit}"] = whole[f"{unit}_pretrain"] / whole[unit]
+        out[f"oracle_{unit}"] = oracle(full, front, unit)
         out[f"es_{unit}"] = sweep_compute(es)[unit] / whole[unit]
     return out
 
