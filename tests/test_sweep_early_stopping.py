@@ -80,6 +80,9 @@ def test_a_dominated_trial_is_stopped_at_rung_0_and_the_others_finish(ray_local,
     replayed = simulate(load_results(out.folder), spec.objectives, es, 10)
     assert {t: rung for t, (rung, _) in replayed.items()} == {tid: 0}
     assert "recorded sweep" not in replayed[tid][1]  # stopped by the replayed decision, not copied from the record
+    # rcsweep replay says that the trial stopped in the sweep never finished: the front is of those that did
+    assert main(["replay", str(out.folder)]) == 0
+    assert "note: 1 trial(s) stopped in the recorded sweep never finished" in capsys.readouterr().out
 
 
 def test_killed_driver_resumes_with_the_scheduler_state_and_no_stopped_trial_rerun(ray_local, tmp_path, monkeypatch):  # noqa: F811

@@ -106,3 +106,10 @@ def test_status_says_when_the_search_ended_early(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(stopped)" in out.splitlines()[0]  # a trial still running: not complete
     assert "search ended early: 9 distinct configurations, all run" in out
+
+
+def test_status_names_the_flagged_trials_up_to_five():
+    from rcsweep.sweep.summary import _flag_text
+
+    assert _flag_text("suspect", ["a1"]) == "1 suspect (a1)"
+    assert _flag_text("infeasible", [f"t{i}" for i in range(7)]) == "7 infeasible (t0, t1, t2, t3, t4, ... 2 more)"

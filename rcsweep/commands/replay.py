@@ -118,6 +118,11 @@ def replay(folder, es=None) -> str:
              f"{save['flops']:.4g} FLOPs ({_share(save['flops'], full['flops'])}), {save['seconds']:.4g} s "
              f"({_share(save['seconds'], full['seconds'])})",
              f"hypervolume kept: {hv_kept:.4f} of {hv_full:.4f} ({_share(hv_kept, hv_full)})"]
+    recorded_stops = int((table["status"] == "early_stopped").sum())
+    if recorded_stops:  # their final values were never measured: the front is of the trials that finished
+        lines.append(f"note: {recorded_stops} trial(s) stopped in the recorded sweep never finished, so the front "
+                     f"and hypervolume are those of the finished trials; a sweep recorded with "
+                     f"early_stopping stop: false replays without this gap")
     return "\n".join(lines)
 
 

@@ -87,9 +87,9 @@ def format_status(st: Status) -> str:
         lines.append(f"early stopping: {_nothing_stopped(st)}")
     if st.exhausted:
         lines.append(f"search ended early: {st.exhausted}")
-    flagged = _flag_counts(st.table)
-    if flagged:
-        lines.append("flagged (off the front): " + ", ".join(f"{n} {f}" for f, n in flagged.items()))
+    flagged = _flagged(st.table)
+    if flagged:  # which trials, so a user need not search results.csv for them
+        lines.append("flagged (off the front): " + ", ".join(_flag_text(f, ids) for f, ids in flagged.items()))
     if st.driver != "running" and st.counts.get("running"):
         lines.append(f"  the driver is not running: 'rcsweep resume {st.folder}' continues the unfinished trials")
     if st.table is not None and len(st.table):
@@ -107,17 +107,23 @@ def format_status(st: Status) -> str:
     return "\n".join(lines)
 
 
-def _flag_counts(table) -> dict:
-    """Finished trials per flag that keeps a trial off the front (rcsweep.trial_status)."""
+def _flagged(table) -> dict:
+    """Finished trials (their ids) per flag that keeps a trial off the front (rcsweep.trial_status)."""
     from ..trial_status import excluding_flags
 
-    counts: dict = {}
+    out: dict = {}
     if table is None:
-        return counts
+        return out
     for _, r in table[table["status"] == "finished"].iterrows():
         for f in excluding_flags(r):
-            counts[f] = counts.get(f, 0) + 1
-    return counts
+            out.setdefault(f, []).append(str(r["trial_id"]))
+    return out
+
+
+def _flag_text(flag: str, ids: list, most: int = 5) -> str:
+    """``'2 suspect (ab12cd34, ef56ab78)'``: a flag's count and its first ``most`` trials."""
+    shown = ", ".join(ids[:most]) + (f", ... {len(ids) - most} more" if len(ids) > most else "")
+    return f"{len(ids)} {flag} ({shown})"
 
 
 def last_stage(folder: Path, trial_id: str) -> str:
