@@ -28,7 +28,7 @@ from .compress.structured import check_structured_target as check_target
 from .compress.int8 import integer_check
 from .config import SCHEMA_VERSION, TrialConfig
 from .data import DatasetInfo, dataset_info, load_dataset
-from .device import parse_device, peak_memory_bytes, reset_peak_memory, to_device_
+from .device import parse_device, peak_memory_bytes, reset_peak_memory, rng_kept, to_device_
 from .energy import STAGES, EnergySettings, StageClock, metric_name
 from .evaluate import EvalResult, evaluate
 from .fileio import atomic_write_json
@@ -120,8 +120,6 @@ def sizes_before_training(cfg: TrialConfig, n_calib: int = 64) -> dict:
     more and for pruning: ``tests/test_pipeline_sizes.py``). Torch's random state is left as it was.
     About 20 ms for digits' net; raises what building or compressing raises (an unknown model, a bad
     compression)."""
-    from .device import rng_kept
-
     info = dataset_info(cfg.dataset)
     with rng_kept():
         torch.manual_seed(cfg.seed)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..config import TrialConfig
 from ..constraints import sampler_constraints
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from ..metrics_table import missing
 from ..sweepfile import SweepSpec
 from ..trial_status import FLAGS, parse_flags
@@ -243,7 +243,6 @@ class SizeProbe:
     def __call__(self, params: dict) -> dict:
         if not self.objectives:
             return {}
-        from ..errors import UserError
         from ..pipeline import sizes_before_training
 
         try:

@@ -70,8 +70,8 @@ def _nothing_stopped(st: Status) -> str:
     looks = [p.get("decision") or {} for points in state.values() for p in points]
     waited = sum(str(d.get("reason", "")).endswith(TOO_FEW) for d in looks)
     return (f"none stopped; {len(looks)} rung looks in {len(state)} rungs, {waited} of them too early to decide "
-            f"(a rung decides once it holds eta + 1 = {es.eta + 1} points of trials with the same compression, "
-            f"fine-tuning method and fine-tuning epochs)")
+            f"(a rung decides once it holds eta + 1 = {es.eta + 1} points of trials with the same compression "
+            f"and fine-tuning epochs)")
 
 
 def format_status(st: Status) -> str:
