@@ -6,8 +6,10 @@ folder and renamed into place, so it is either whole or absent; reading verifies
 loads with ``weights_only=True``. :func:`latest` returns the newest checkpoint that passes, so a
 truncated or altered one costs one step, not the trial. The last ``KEEP`` are kept.
 
-The same folder is handed to Ray Tune (``tune.Checkpoint.from_directory``), which keeps its own
-copy with the trial's Tune state; that copy is the last candidate :func:`latest` tries.
+They are the only checkpoints of a trial: none is handed to Ray Tune, which restarts an unfinished
+trial from the start, where the trainable finds them (:mod:`.trainable`). Tune's own copy was
+written twice over, and on a resume after a SIGKILL Tune could name one that its ``num_to_keep``
+had already deleted (its experiment state is saved every few seconds), failing the trial.
 """
 from __future__ import annotations
 
@@ -48,11 +50,10 @@ def save(folder, step: int, progress: Progress, model: torch.nn.Module) -> Path:
     return final
 
 
-def latest(folder, extra=()) -> tuple[Progress, dict, Path] | None:
-    """``(progress, weights, path)`` of the newest valid checkpoint of the trial in ``folder``
-    (then of the folders in ``extra``), or None if there is none."""
-    candidates = sorted(_steps(Path(folder) / "checkpoints"), reverse=True) + [Path(p) for p in extra]
-    for path in candidates:
+def latest(folder) -> tuple[Progress, dict, Path] | None:
+    """``(progress, weights, path)`` of the newest valid checkpoint of the trial in ``folder``, or
+    None if there is none."""
+    for path in sorted(_steps(Path(folder) / "checkpoints"), reverse=True):
         try:
             meta = json.loads((path / "progress.json").read_text())
             weights = load_state_dict(path / "weights.pt", meta["sha256"])

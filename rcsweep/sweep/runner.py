@@ -42,12 +42,10 @@ from .trackers import tracker_callbacks
 
 # Tune saves its experiment state at most this often (seconds): a driver killed between two saves
 # loses only the trials it started since the last one (see _reconcile); a trial's progress is in its
-# own stage checkpoints, so Tune's knowing of its latest checkpoint is not needed. Tune keeps the
-# last KEEP_TUNE_CHECKPOINTS per trial; with 1 it would also save its whole state (every trial)
-# each time any trial checkpoints, which cost a third of the wall time of 200 cheap trials.
+# own stage checkpoints (.checkpoints), and Tune is given none: it restarts an unfinished trial,
+# which resumes from them.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected, not a fault
-KEEP_TUNE_CHECKPOINTS = 2
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; SweepProgress reports
 
 
@@ -111,7 +109,6 @@ def run_sweep(path_or_dict, name=None, storage=None, address=None, num_samples=N
                                                        trial_dirname_creator=_trial_dirname),
                            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(folder), verbose=0,
                                                      failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_TUNE_CHECKPOINTS),
                                                      callbacks=[SweepProgress(folder, spec.objectives, spec.total_trials()),
                                                                 *tracker_callbacks(spec)]))
         return _fit(tuner, folder, quiet, owned_ray)

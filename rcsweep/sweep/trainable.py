@@ -33,7 +33,6 @@ import math
 import os
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -118,11 +117,13 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
     energy = EnergySettings.from_dict(sweep.get("energy"))
     started_clock = time.monotonic()
 
-    def report(stage: str, checkpoint_dir: Path | None = None, **metrics):
+    def report(stage: str, **metrics):
         if timeout_s is not None and time.monotonic() - started_clock > timeout_s:
             raise TrialTimeout(f"trial_timeout_s: still at stage {stage} after {timeout_s:g} s")
-        metrics = {"stage": stage, **{k: v for k, v in metrics.items() if isinstance(v, _SCALARS)}}
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None)
+        # no Tune checkpoint: the trial resumes from its own stage checkpoints (_restore), and a
+        # Tune checkpoint that its experiment state named but num_to_keep had deleted failed the
+        # trial on resume after a SIGKILL (Tune saves that state at most every few seconds)
+        tune.report({"stage": stage, **{k: v for k, v in metrics.items() if isinstance(v, _SCALARS)}})
 
     check_target(cfg)  # an unreachable compression target fails before pretraining
     data = load_trial_data(cfg, device=device)
@@ -164,10 +165,10 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
     def on_stage(p: Progress, m):
         rung = at_rung(m, cfg, data, p, folder, es, objectives, device) if es else {}  # before the checkpoint
         step = 1 + p.finetune_epochs_done
-        path = checkpoints.save(folder, step, p, m)
+        checkpoints.save(folder, step, p, m)
         _log_stage(folder, p.stage, epochs_done=p.finetune_epochs_done)
         last = (p.history.get("finetune") or [{}])[-1] if p.stage == "finetuning" else {}
-        report(p.stage, path, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"), **rung)
+        report(p.stage, epoch=p.finetune_epochs_done, val_clean_acc=last.get("val_clean_acc"), **rung)
 
     again = last_rung_report(folder, progress) if es and resumed is not None else {}
     if again:  # resumed from a rung's checkpoint: that rung's decision again
@@ -186,15 +187,8 @@ def _run(cfg: TrialConfig, root: Path, folder: Path, trial_id: str, sweep: dict,
 
 
 def _restore(folder: Path):
-    """The newest valid stage checkpoint of this trial: its own folder's, then Tune's copy."""
-    ckpt = tune.get_checkpoint()
-    extra = []
-    if ckpt is not None:
-        if os.path.isdir(ckpt.path):  # local or shared storage: use it where it lies
-            extra = [ckpt.path]
-        else:  # remote storage: fetch a copy
-            extra = [ckpt.to_directory(tempfile.mkdtemp(prefix="rcsweep-ckpt-"))]
-    return checkpoints.latest(folder, extra)
+    """The newest valid stage checkpoint of this trial (its own folder's; Tune holds none)."""
+    return checkpoints.latest(folder)
 
 
 def finished_record(folder: Path) -> dict | None:
