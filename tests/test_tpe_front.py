@@ -223,3 +223,78 @@ def test_where_no_proposal_adds_to_the_front_an_unseen_configuration_that_does_i
     # point), TPE's own proposal stands
     beaten = study_with(rows + [({**adv, "compression": "quant", "weight_bits": 2}, 0.99, 10.0)])
     assert sampler.sample_relative(beaten, None, SPACE) == dominated
+
+
+def test_a_choice_worse_across_the_compressions_tried_is_bounded_by_how_much_worse():
+    # clean fine-tuning beat adversarial fine-tuning by 0.02 at 8 bits and lost by 0.15 at
+    # sparsities 0.5 and 0.9; at 2 bits only adversarial fine-tuning ran (0.45). The per-choice bound
+    # alone puts clean fine-tuning at 2 bits at its best at a size at least as large (0.62); the
+    # additive model, which sees clean fine-tuning worse on average, bounds it near 0.45 - 0.1
+    adv = {"pretrain": "adversarial", "finetune": "adversarial"}
+    clean = {"pretrain": "adversarial", "finetune": "clean"}
+    rows = []
+    for comp, a, c, size in ((("quant", "weight_bits", 8), 0.60, 0.62, 2e5),
+                             (("prune_structured", "sparsity", 0.5), 0.55, 0.40, 1.9e5),
+                             (("prune_structured", "sparsity", 0.9), 0.25, 0.10, 1e4)):
+        at = {"compression": comp[0], comp[1]: comp[2]}
+        rows += [({**adv, **at}, a, size), ({**clean, **at}, c, size)]
+    rows.append(({**adv, "compression": "quant", "weight_bits": 2}, 0.45, 5.5e4))
+    q2_clean = {**clean, "compression": "quant", "weight_bits": 2}
+    bound = _StudyView(study_with(rows), DEPS, applicable)
+    assert bound.model is None and bound.optimistic(applicable(q2_clean))[0] == pytest.approx(-0.62)
+    assert bound.score(q2_clean) > 0
+    both = _StudyView(study_with(rows), DEPS, applicable, kappa=1.0)
+    got = both.optimistic(applicable(q2_clean))
+    assert -0.45 < got[0] < -0.3  # minimisation scale: below 2-bit adversarial fine-tuning's 0.45
+    assert got[1] == bound.optimistic(applicable(q2_clean))[1]  # the size is untouched
+    assert both.score(q2_clean) == 0.0  # dominated by the 2-bit trial at its bound: nothing to add
+    # the model only lowers a bound: with kappa large it is the per-choice bound again
+    loose = _StudyView(study_with(rows), DEPS, applicable, kappa=100.0)
+    assert loose.optimistic(applicable(q2_clean)) == bound.optimistic(applicable(q2_clean))
+
+
+def test_the_additive_model_recovers_additive_effects_and_is_unsure_where_it_saw_nothing():
+    from rcsweep.samplers.tpe_front import _AdditiveModel
+
+    pre = {"adversarial": 0.3, "standard": -0.25}
+    fine = {"adversarial": 0.2, "clean": 0.0}
+    bits = {16: 5.5, 8: 5.2, 4: 4.9, 2: 4.6}
+    rows = []
+    for p in pre:
+        for f in fine:
+            for b in (16, 8, 4):
+                rows.append(({"pretrain": p, "finetune": f, "compression": "quant", "weight_bits": b},
+                             0.2 + pre[p] + fine[f] + 0.1 * (bits[b] - 4.6), 10 ** bits[b]))
+    dist = {**{k: SPACE[k] for k in ("pretrain", "finetune", "compression")},
+            "weight_bits": optuna.distributions.CategoricalDistribution([16, 8, 4, 2])}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for params, acc, size in rows:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, values=[acc, math.log10(size)]))
+    view = _StudyView(study, DEPS, applicable, kappa=0.0)
+    model = view.model
+    assert isinstance(model, _AdditiveModel)
+    for p in pre:
+        for f in fine:
+            cfg = {"pretrain": p, "finetune": f, "compression": "quant", "weight_bits": 8}
+            got = -model.tighten(cfg, [-1.0, 5.2])[0]  # an unbounded point: the model's mean alone
+            assert got == pytest.approx(0.2 + pre[p] + fine[f] + 0.06, abs=0.02)
+    # the posterior is wider for a choice no trial made (pruning) than for one many made
+    import numpy as np
+
+    sd = lambda cfg, size: math.sqrt(float(np.array(model._row(cfg, [0.0, size])) @ model.cov  # noqa: E731
+                                           @ np.array(model._row(cfg, [0.0, size]))))
+    seen = {"pretrain": "adversarial", "finetune": "adversarial", "compression": "quant", "weight_bits": 8}
+    unseen = {"pretrain": "adversarial", "finetune": "adversarial", "compression": "prune_structured", "sparsity": 0.5}
+    assert sd(unseen, 5.2) > 3 * sd(seen, 5.2)
+
+
+def test_kappa_is_an_option_and_null_turns_the_model_off():
+    front = SAMPLERS.get("tpe_front")
+    assert front.Params().kappa == 1.0 and front.Params(kappa=None).kappa is None
+    ctx = SamplerContext(seed=0, num_samples=20, n_references=0, known=DEPS, applicable=applicable)
+    assert front(front.Params(kappa=2.5)).build(ctx)._kappa == 2.5
+    assert load_sweep({**DISCRETE, "search": {"sampler": "tpe_front", "kappa": None}}).search == "tpe_front"
+    from rcsweep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"search\.kappa: must be in \[0, 100\], got -1"):
+        load_sweep({**DISCRETE, "search": {"sampler": "tpe_front", "kappa": -1}})

@@ -78,10 +78,13 @@ class SweepProgress(Callback):
         self._say(f"retry   {trial.trial_id}  after: {_error_line(trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        reason = _error_line(trial)
-        self._say(f"FAILED  {trial.trial_id}  {reason}")
         rows = {r["trial_id"]: r for r in read_rows(self.folder)}
-        if rows.get(trial.trial_id, {}).get("status") != "failed":  # the trial could not record it itself
+        recorded = rows.get(trial.trial_id, {})
+        # Tune may not hold the error text yet (seen after a retried trial failed again): the
+        # trial's own record says what happened
+        reason = _error_line(trial, recorded.get("error") if recorded.get("status") == "failed" else None)
+        self._say(f"FAILED  {trial.trial_id}  {reason}")
+        if recorded.get("status") != "failed":  # the trial could not record it itself
             params = trial.config.get("trial", {})
             upsert_rows(self.folder, [record_to_row(trial.trial_id, "failed", params=params, error=reason,
                                                     is_reference=bool(trial.config.get("reference")))])
@@ -107,7 +110,11 @@ class SweepProgress(Callback):
         return "\n".join(lines)
 
 
-def _error_line(trial) -> str:
+def _error_line(trial, recorded=None) -> str:
+    """The last line of ``trial``'s error as Tune holds it, else ``recorded`` (the error the trial
+    wrote to results.csv), else a pointer to the error file."""
     text = trial.get_error() or ""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "unknown error (see the trial's error file)"
+    if lines:
+        return lines[-1][:300]
+    return str(recorded)[:300] if recorded else "unknown error (see the trial's error file)"
