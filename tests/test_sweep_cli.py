@@ -156,6 +156,31 @@ def test_validate_prints_count_space_and_cost(tmp_path, capsys):
     assert rc == 2 and "--num-samples: 9 is more than the grid's 3 points plus 0 references" in out.err
 
 
+def test_validate_says_when_a_finite_space_is_smaller_than_the_trials_asked_for(tmp_path, capsys):
+    # GOOD's space: no compression, or quantization at 4 or 8 bits (weight_bits applies only there): 3
+    rc, out = _run_cli(["validate", _write(tmp_path, "small", {**GOOD, "num_samples": 5})], capsys)
+    assert rc == 0 and "the space holds 3 distinct configurations, fewer than the 5 searched trials" in out.out
+    rc, out = _run_cli(["validate", _write(tmp_path, "fits", {**GOOD, "num_samples": 3})], capsys)
+    assert rc == 0 and "distinct configurations" not in out.out
+    continuous = {**GOOD, "num_samples": 50, "space": {"compression": {"choice": ["prune_structured"]},
+                                                        "sparsity": {"uniform": [0.1, 0.9]}}}
+    rc, out = _run_cli(["validate", _write(tmp_path, "cont", continuous)], capsys)
+    assert rc == 0 and "distinct configurations" not in out.out
+
+
+def test_validate_prints_the_early_stopping_it_will_run(tmp_path, capsys):
+    es = {**GOOD, "fixed": {**GOOD["fixed"], "finetune": "adversarial", "finetune_epochs": 3},
+          "early_stopping": {"rungs": [0, 1], "eta": 2, "screen_steps": 5}}
+    rc, out = _run_cli(["validate", _write(tmp_path, "es", es)], capsys)
+    assert rc == 0
+    line = next(x for x in out.out.splitlines() if x.strip().startswith("early stopping:"))
+    assert "rungs [0, 1]" in line and "eta 2" in line and "top 1/2 once it has 3 points" in line
+    # digits' default val split holds 143 images: fewer than the 512 a rung would screen
+    assert "all 143 val images (fewer than screen_size 512" in line and "PGD-5" in line
+    rc, out = _run_cli(["validate", _write(tmp_path, "off", GOOD)], capsys)
+    assert "early stopping" not in out.out
+
+
 @pytest.mark.parametrize("resources, needle", [({"cpu": 64}, "resources.cpu: each trial asks for 64 CPUs"),
                                                ({"gpu": 1}, "resources.gpu: each trial asks for 1 GPUs, but none"),
                                                ({"gpu": 0.5}, "resources.gpu: each trial asks for 0.5 GPUs, but none"),

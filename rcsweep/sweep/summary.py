@@ -192,10 +192,55 @@ def describe_spec(spec: SweepSpec) -> str:
         space, study = ConditionalSpace(spec), optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         known += [spec.trial_config(space(study.ask())) for _ in range(spec.total_trials() - len(known))]
     lines.append(estimated_cost(known, exact=spec.search == "grid"))
+    lines += [line for line in (early_stopping_line(spec, known[0] if known else None), finite_space_line(spec)) if line]
     weak = eval_budget_line(spec)
     if weak:
         lines.append(weak)
     return "\n".join(lines)
+
+
+def early_stopping_line(spec: SweepSpec, cfg: TrialConfig | None = None) -> str:
+    """The sweep's early stopping as ``rcsweep validate`` says it ('' when off): rungs, eta, margin
+    and what each rung screens (:mod:`rcsweep.early_stopping`, :mod:`rcsweep.screening`), the
+    ``val`` images counted on ``cfg``'s dataset where it loads."""
+    from ..data import load_dataset
+
+    es = spec.early_stopping
+    if es is None:
+        return ""
+    images = f"min({es.screen_size}, val) val images"
+    if cfg is not None:
+        try:
+            val = len(load_dataset(cfg.dataset, "val", train_size=cfg.train_size, val_size=cfg.val_size)[1])
+        except UserError:
+            val = None
+        if val is not None:
+            images = f"{es.screen_size} val images" if val >= es.screen_size else \
+                f"all {val} val images (fewer than screen_size {es.screen_size}; a larger val_size is taken from train)"
+    what = "rungs screened and recorded, no trial stopped (stop: false)" if not es.stop else \
+        f"a rung stops trials below its top 1/{es.eta} once it has {es.eta + 1} points, never its first front, " \
+        f"dominated by more than {es.margin_se:g} standard errors"
+    return (f"  early stopping: rungs {list(es.rungs)} (fine-tuning epochs done; 0: the compressed model), "
+            f"eta {es.eta}: {what}; each rung screens {images} with PGD-{es.screen_steps} (seed {es.screen_seed})")
+
+
+def finite_space_line(spec: SweepSpec) -> str:
+    """A note when a finite space holds fewer distinct configurations than the searched trials
+    asked for ('' otherwise): the sweep ends early after running them all (issue 15)."""
+    from .identity import config_key
+
+    if spec.search == "grid":
+        return ""
+    points = spec.finite_points()
+    if points is None:
+        return ""
+    refs = {config_key(spec.trial_config(overrides=r)) for r in spec.references}
+    distinct = len({config_key(spec.trial_config(p)) for p in points} - refs)
+    searched = spec.total_trials() - len(spec.references)
+    if distinct >= searched:
+        return ""
+    return (f"  note: the space holds {distinct} distinct configurations, fewer than the {searched} searched trials "
+            f"asked for: the sweep ends after running them all ('{distinct} distinct configurations, all run')")
 
 
 def eval_budget_line(spec: SweepSpec) -> str:
