@@ -10,7 +10,7 @@ from rcsweep.samplers import DEFAULT, SAMPLERS, SamplerContext
 from rcsweep.samplers.tpe_front import _enumerate, _hv, _StudyView
 from rcsweep.sweep.space import ConditionalSpace, known_objectives
 from rcsweep.sweepfile import load_sweep
-from test_search import DISCRETE, run, searcher
+from test_search import DISCRETE, FIXED, REFS, run, searcher
 
 SPACE = {"pretrain": optuna.distributions.CategoricalDistribution(["standard", "adversarial"]),
          "compression": optuna.distributions.CategoricalDistribution(["prune_structured", "quant"]),
@@ -298,3 +298,19 @@ def test_kappa_is_an_option_and_null_turns_the_model_off():
 
     with pytest.raises(ConfigError, match=r"search\.kappa: must be in \[0, 100\], got -1"):
         load_sweep({**DISCRETE, "search": {"sampler": "tpe_front", "kappa": -1}})
+
+
+def test_a_one_valued_parameter_is_part_of_the_configuration_scored(tmp_path):
+    # compression has one choice: Optuna's relative search space leaves it out of TPE's proposals, so
+    # they were scored without it (and without sparsity, which applies only to pruning): no proposal
+    # looked like a configuration already run, and a new user's 14-trial sweep of this 18-point space
+    # answered 101 repeated suggestions and issued its last 5 trials by the repeat fallback
+    data = {"fixed": FIXED, "references": REFS, "num_samples": 14, "search": "tpe_front",
+            "space": {"pretrain": {"choice": ["standard", "adversarial"]},
+                      "compression": {"choice": ["prune_structured"]},
+                      "sparsity": {"choice": [0.25, 0.5, 0.75]},
+                      "finetune": {"choice": ["none", "clean", "adversarial"]}}}
+    s = searcher(data, tmp_path)
+    issued = run(s, 14)
+    assert len(issued) == 14 and len({str(sorted(t.items())) for t in issued}) == 14
+    assert s.repeats == 0

@@ -17,6 +17,7 @@ Sampler modules import Optuna inside :meth:`Sampler.build`, not at the top: the 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Optional
 
@@ -45,8 +46,12 @@ class SamplerOptions:
                 if not isinstance(value, bool):
                     raise ConfigError(f.name, f"expected true or false, got {value!r}")
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (want is int and not float(value).is_integer()):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f.name, f"expected {'an integer' if want is int else 'a number'}, got {value!r}")
+            if not math.isfinite(value):  # nan passes every range check
+                raise ConfigError(f.name, f"must be finite, got {value!r}")
+            if want is int and not float(value).is_integer():
+                raise ConfigError(f.name, f"expected an integer, got {value!r}")
             if want is int:
                 object.__setattr__(self, f.name, int(value))
             lo, hi = f.metadata.get("range", (None, None))

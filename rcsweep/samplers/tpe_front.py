@@ -157,10 +157,14 @@ class _FrontTPE:
         view = _StudyView(study, self._known, self._applicable, self._measure, self._kappa)
         if not view.complete:
             return first
-        scores = [view.score(c) for c in candidates]
+        # TPE leaves one-valued parameters (``compression: {choice: [prune_structured]}``) out of its
+        # relative space: a candidate is scored as the whole configuration it will be
+        fixed = _single_valued(study, search_space)
+        scores = [view.score({**fixed, **c}) for c in candidates]
         if max(scores) <= 0:  # no proposal adds to the front: rank the unseen configurations of a finite space
-            unseen = [(c, view.score(c)) for c in _enumerate(search_space, self._applicable)]
-            unseen = [(c, x) for c, x in unseen if x >= 0]
+            whole = {**{n: _one(v) for n, v in fixed.items()}, **search_space}
+            unseen = [(c, view.score(c)) for c in _enumerate(whole, self._applicable)]
+            unseen = [({k: v for k, v in c.items() if k in search_space}, x) for c, x in unseen if x >= 0]
             if unseen and (max(x for _, x in unseen) > 0 or max(scores) < 0):
                 candidates, scores = [c for c, _ in unseen], [x for _, x in unseen]
         best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
@@ -389,6 +393,24 @@ class _AdditiveModel:
 MIN_TRIALS = 3  # completed trials before the additive model bounds anything
 PRIOR_SD = 0.5  # of each coefficient, in the objective's units (robust accuracy: a fraction)
 NOISE_SD = 0.03  # the least residual noise assumed (a few test images' worth of accuracy)
+
+
+def _single_valued(study, search_space: dict) -> dict:
+    """``{name: value}`` of the parameters outside ``search_space`` that the study's trials drew from
+    a one-valued distribution (Optuna's relative search space leaves them out; a reference's
+    widened distribution of the same name is not one-valued and is skipped)."""
+    out = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, d in t.distributions.items():
+            if name not in search_space and name in t.params and d.single():
+                out[name] = t.params[name]
+    return out
+
+
+def _one(value):
+    from optuna.distributions import CategoricalDistribution
+
+    return CategoricalDistribution([value])
 
 
 def _enumerate(search_space: dict, applicable, limit: int = 10_000) -> list:
