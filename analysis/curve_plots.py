@@ -13,12 +13,17 @@ from .style import colors_for, compression_linestyle, route_marker, save
 def plot_compression_curves(curves, stem, eps: str = "") -> list[Path]:
     """The study's Figure 1: clean (top) and robust (bottom) accuracy against structured sparsity
     (left) and weight bits (right), one line per training route, a band of ±1 standard deviation
-    over seeds where there are several; ``curves`` from :func:`analysis.tables.compression_curves`."""
+    over seeds where there are several; ``curves`` from :func:`analysis.tables.compression_curves`.
+    An axis the sweep did not vary (a pruning-only sweep's weight bits: the dense model alone) gets
+    no column."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), layout="constrained", sharey="row")
+    varied = [a for a in ("sparsity", "weight_bits") if curves.loc[curves["axis"] == a, "x"].nunique() >= 2]
+    shown = varied or ["sparsity", "weight_bits"]
+    fig, axes = plt.subplots(2, len(shown), figsize=(5 * len(shown), 7), layout="constrained", sharey="row",
+                             squeeze=False)
     colors = colors_for("route", curves["route"])
-    for col, axis in enumerate(("sparsity", "weight_bits")):
+    for col, axis in enumerate(shown):
         for row, metric in enumerate(("clean_acc", "robust_acc")):
             ax = axes[row, col]
             c = curves[(curves["axis"] == axis) & (curves["metric"] == metric)]

@@ -127,10 +127,14 @@ def _verify_md(v: pd.DataFrame) -> list[str]:
             md_table(sus[[c for c in ("trial_id", "suspect_reason") if c in sus]], index=False)]
 
 
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
+
+
 def _reevaluate_md(r: pd.DataFrame) -> list[str]:
     """The section on ``reevaluate.csv`` (written by ``rcsweep reevaluate``; see :mod:`rcsweep.commands.reevaluate`)."""
     cols = ["trial_id", "clean_acc_before", "clean_acc", "robust_acc_before", "robust_acc", "change", "suspect"]
-    attacks = [f"`{a}` -> `{b}` ({n} trials)" for (a, b), n in r.groupby(["attack_before", "attack"]).size().items()]
+    attacks = [f"`{a}` -> `{b}` ({_trials(n)})" for (a, b), n in r.groupby(["attack_before", "attack"]).size().items()]
     return ["## Re-evaluated trials\n",
             "From `reevaluate.csv`: trials evaluated again on their saved models with the evaluation code installed "
             "later (no training). The numbers above are the new ones; the old ones stay in each record's "
@@ -205,10 +209,10 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     counts = exclusion_counts(excluded[excluded["status"] == "finished"])
     left_out = ", ".join(f"{n} {k}" for k, n in counts.items())
     if left_out:
-        left_out = f"{len(flagged)} trials ({left_out}{'; a trial can carry several flags' if sum(counts.values()) > len(flagged) else ''})"
+        left_out = f"{_trials(len(flagged))} ({left_out}{'; a trial can carry several flags' if sum(counts.values()) > len(flagged) else ''})"
     eps = plots.eps_text(usable)
     md = [f"# Sweep report: {folder.resolve().name}\n",
-          f"{len(df)} trials: {status.get('finished', 0)} finished ({len(usable)} used here"
+          f"{_trials(len(df))}: {status.get('finished', 0)} finished ({len(usable)} used here"
           f"{'; left out: ' + left_out if left_out else ''}), "
           f"{status.get('failed', 0)} failed, {status.get('running', 0)} running"
           f"{'; ' + stopped_summary(df) if stopped_summary(df) else ''}. "

@@ -48,6 +48,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("rcsweep: interrupted\n")
         return 130
+    except BrokenPipeError:  # `rcsweep validate ... | head`: the reader left; no traceback (Python docs, signal)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 141
     return int(code or 0)
 
 

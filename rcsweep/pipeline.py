@@ -86,13 +86,14 @@ def compress(model: nn.Module, cfg: TrialConfig, data: TrialData, device) -> Com
 
 
 def finetune(model: nn.Module, comp: Compression, cfg: TrialConfig, data: TrialData, device,
-             on_epoch=None, start_epoch: int = 0, opt_state=None) -> list[EpochStats]:
-    """Fine-tune the compressed model on the ``finetune`` objective while its compression stays in force."""
+             on_epoch=None, start_epoch: int = 0, state: Optional[dict] = None, on_state=None) -> list[EpochStats]:
+    """Fine-tune the compressed model on the ``finetune`` objective while its compression stays in force.
+    ``start_epoch``, ``state``, ``on_state``: resuming, as :func:`rcsweep.train.fit`'s."""
     if cfg.finetune == "none" or cfg.finetune_epochs == 0:
         return []
     spec = TrainSpec.for_stage(cfg, "finetune", data.info.num_classes)
-    history = fit(model, data.train, data.val, spec, device, FitHooks(after_step=comp.enforce, on_epoch=on_epoch),
-                  start_epoch=start_epoch, opt_state=opt_state)
+    hooks = FitHooks(after_step=comp.enforce, on_epoch=on_epoch, on_state=on_state)
+    history = fit(model, data.train, data.val, spec, device, hooks, start_epoch=start_epoch, state=state)
     comp.finalize()  # e.g. round the trained weights onto their quantization grid
     return history
 
@@ -190,6 +191,9 @@ class Progress:
     energy: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
     dense: dict = field(default_factory=dict)  # macs and params of the dense model
+    #: after a fine-tuning epoch, what the next needs to go on exactly (:func:`rcsweep.train.train_state`:
+    #: tensors, not JSON; a stage checkpoint stores it beside the weights)
+    train_state: Optional[dict] = field(default=None, repr=False, compare=False)
 
 
 def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, progress: Progress, *,
@@ -234,7 +238,14 @@ def continue_trial(model: nn.Module, cfg: TrialConfig, data: TrialData, device, 
             if on_stage is not None:
                 on_stage(progress, model)
 
-        finetune(model, comp, cfg, data, device, epoch_done, start_epoch=progress.finetune_epochs_done)
+        def keep_state(state: dict):
+            progress.train_state = state
+
+        # a stage resumed after epoch k goes on from epoch k's optimiser and random state, where the
+        # checkpoint holds it (older checkpoints: from the weights alone, momentum restarted)
+        finetune(model, comp, cfg, data, device, epoch_done, start_epoch=progress.finetune_epochs_done,
+                 state=progress.train_state if progress.finetune_epochs_done else None, on_state=keep_state)
+        progress.train_state = None
         _stage_done(progress, "finetune", clock)
     clock = StageClock(settings)
     with PassCounter(model) as passes:

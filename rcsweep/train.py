@@ -88,9 +88,29 @@ class TrainSpec:
 class FitHooks:
     """Callbacks of :func:`fit`: ``after_step()`` after every optimiser step (compression keeps its
     masks and quantisation grids in force); ``on_epoch(stats)`` after each epoch that passed the
-    collapse check (the sweep layer checkpoints there)."""
+    collapse check (the sweep layer checkpoints there); ``on_state(state)`` just before it, with
+    what a fit resumed after that epoch needs to go on exactly as this one does (:func:`train_state`)."""
     after_step: Optional[Callable[[], None]] = None
     on_epoch: Optional[Callable[[EpochStats], None]] = None
+    on_state: Optional[Callable[[dict], None]] = None
+
+
+def train_state(opt: torch.optim.Optimizer, device) -> dict:
+    """What training carries from one epoch to the next besides the weights: the optimiser's state
+    (SGD's momentum buffers) and torch's random state (the attacks' random starts draw from it), on
+    the CPU and, for a CUDA device, that device's. Tensors only (``torch.load(weights_only=True)``)."""
+    state = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state()}
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def _set_random_state(state: dict, device) -> None:
+    torch.set_rng_state(state["rng"])
+    dev = torch.device(device)
+    if dev.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], dev)
 
 
 def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float):
@@ -158,12 +178,15 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.o
 
 
 def fit(model: nn.Module, train: tuple, val: tuple, spec: TrainSpec, device, hooks: Optional[FitHooks] = None, *,
-        start_epoch: int = 0, opt_state: Optional[dict] = None) -> list[EpochStats]:
+        start_epoch: int = 0, state: Optional[dict] = None) -> list[EpochStats]:
     """Train ``model`` on ``train = (images, labels)`` for ``spec.epochs`` epochs with SGD + momentum
     and the LR schedule, on the spec's objective with its epsilon ramp. Validation clean (and, if
     adversarial, robust: PGD with ``attack_steps``, at the full epsilon) accuracy is measured every
     epoch on up to 500 (200) ``val`` images, then the objective's own checks run.
-    ``start_epoch``/``opt_state`` resume a stage from a checkpoint.
+    ``start_epoch``/``state`` resume a stage from a checkpoint: ``state`` is what ``hooks.on_state``
+    was given after epoch ``start_epoch - 1`` (:func:`train_state`), so that the resumed fit ends with
+    the same weights as an uninterrupted one (without it momentum restarts from zero and the attacks
+    draw other random starts).
 
     Collapse detection: validation clean accuracy that falls below 1.5x chance after having
     reached 2.5x chance, or is still below 1.5x chance after the last epoch, raises
@@ -173,8 +196,9 @@ def fit(model: nn.Module, train: tuple, val: tuple, spec: TrainSpec, device, hoo
     hooks = hooks or FitHooks()
     model.to(device)
     opt = make_optimizer(model, spec.lr, spec.momentum, spec.weight_decay)
-    if opt_state:
-        opt.load_state_dict(opt_state)
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        _set_random_state(state, device)
     gen = torch.Generator().manual_seed(spec.seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical when resuming
         torch.randperm(len(train[0]), generator=gen)
@@ -209,6 +233,8 @@ def fit(model: nn.Module, train: tuple, val: tuple, spec: TrainSpec, device, hoo
                 f"validation accuracy {'collapsed' if fell else 'stayed'} at {stats.val_clean_acc:.3f} "
                 f"(chance {chance:.2f}) at epoch {epoch + 1}, eps {cur_eps:.4g}; "
                 f"lower lr or lengthen eps_ramp_epochs")
+        if hooks.on_state is not None:
+            hooks.on_state(train_state(opt, device))
         if hooks.on_epoch is not None:  # after the check: a collapsed epoch is never checkpointed and resumed from
             hooks.on_epoch(stats)
     return history

@@ -52,7 +52,7 @@ def test_outdated_trials_are_reevaluated_and_the_old_numbers_kept(sweep, capsys)
     dense_record = (sweep / "trials" / "dense" / "record.json").read_bytes()
     before = load_sweep(sweep).set_index("trial_id")
     assert main(["reevaluate", str(sweep), "--outdated"]) == 0
-    assert "re-evaluating 1 trials" in capsys.readouterr().out
+    assert "re-evaluating 1 trial\n" in capsys.readouterr().out
 
     rec = record(sweep, "pq")
     assert "transferred from the float twin" in rec["evaluation"]["attack"] and rec["evaluation"]["n_test"] == 100
@@ -82,7 +82,7 @@ def test_outdated_trials_are_reevaluated_and_the_old_numbers_kept(sweep, capsys)
 
     assert main(["report", str(sweep)]) == 0
     section = (sweep / "report" / "report.md").read_text().split("## Re-evaluated trials")[1]
-    assert "| pq |" in section and f"`{OLD_ATTACK}` -> `{rec['evaluation']['attack']}` (1 trials)" in section
+    assert "| pq |" in section and f"`{OLD_ATTACK}` -> `{rec['evaluation']['attack']}` (1 trial)" in section
 
     assert main(["reevaluate", str(sweep), "--outdated"]) == 0  # up to date now
     assert "nothing to do" in capsys.readouterr().out

@@ -149,3 +149,29 @@ def test_a_row_rebuilt_from_its_record_keeps_what_only_the_sweep_knew():
     assert new["flags"] == "degenerate;infeasible" and new["infeasible_reason"] == "model_bits 2e+05 > 1e+05"
     assert new["suspect_reason"] == ""  # the record's own flags come from the record
     assert "infeasible_reason" not in keep_row_only({"flags": ""}, {"flags": "", "infeasible_reason": "stale"})
+
+
+def test_the_report_counts_one_trial_in_the_singular():
+    from analysis.report import _trials
+
+    assert (_trials(1), _trials(0), _trials(2)) == ("1 trial", "0 trials", "2 trials")
+
+
+def test_the_compression_curves_figure_has_no_column_for_an_axis_the_sweep_did_not_vary(tmp_path):
+    # a pruning-only sweep's weight-bits "curve" is the dense model alone: no column for it
+    import matplotlib.pyplot as plt
+
+    from analysis.curve_plots import plot_compression_curves
+
+    rows = [{"axis": "sparsity", "metric": m, "route": "adv -> adv", "x": x, "mean": 0.5, "std": 0.0}
+            for m in ("clean_acc", "robust_acc") for x in (0.0, 0.25, 0.5)]
+    rows += [{"axis": "weight_bits", "metric": m, "route": "adv -> adv", "x": 32.0, "mean": 0.5, "std": 0.0}
+             for m in ("clean_acc", "robust_acc")]
+    seen = []
+    real_save = plt.Figure.savefig
+    try:
+        plt.Figure.savefig = lambda fig, *a, **k: (seen.append(len(fig.axes)), real_save(fig, *a, **k))[1]
+        plot_compression_curves(pd.DataFrame(rows), tmp_path / "curves")
+    finally:
+        plt.Figure.savefig = real_save
+    assert seen and set(seen) == {2}  # 2 rows x 1 column

@@ -192,7 +192,7 @@ def cmd_reevaluate(args) -> int:
             print("no finished trial was evaluated with another attack than the installed code uses; nothing to do")
             return 0
         raise UserError(f"{args.dir} has no finished trials")
-    print(f"re-evaluating {len(rows)} trials")
+    print(f"re-evaluating {len(rows)} trial{'' if len(rows) == 1 else 's'}")
 
     def done(r, seconds):
         print(f"[{seconds:6.0f}s] {r['trial_id']}  robust_acc {r['robust_acc_before']:.3f} -> {r['robust_acc']:.3f}"

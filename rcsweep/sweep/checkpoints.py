@@ -1,7 +1,9 @@
 """A trial's stage checkpoints: ``DIR/trials/<id>/checkpoints/<NNNN>-<stage>/``.
 
 Each holds ``progress.json`` (:class:`rcsweep.pipeline.Progress` plus the sha256 of the weights)
-and ``weights.pt`` (the compressed model's state_dict). A checkpoint is written into a temporary
+and ``weights.pt`` (the compressed model's state_dict), and after a fine-tuning epoch
+``train_state.pt`` (the optimiser's and torch's random state, :func:`rcsweep.train.train_state`, its
+sha256 in ``progress.json`` too), so that a resumed trial ends exactly as an uninterrupted one. A checkpoint is written into a temporary
 folder and renamed into place, so it is either whole or absent; reading verifies the checksum and
 loads with ``weights_only=True``. :func:`latest` returns the newest checkpoint that passes, so a
 truncated or altered one costs one step, not the trial. The last ``KEEP`` are kept.
@@ -18,7 +20,7 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from ..fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from ..pipeline import Progress
 
 KEEP = 2
+TRAIN_STATE = "train_state.pt"
 
 
 def save(folder, step: int, progress: Progress, model: torch.nn.Module) -> Path:
@@ -39,8 +42,14 @@ def save(folder, step: int, progress: Progress, model: torch.nn.Module) -> Path:
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     atomic_write_bytes(tmp / "weights.pt", buf.getvalue())
-    atomic_write_json(tmp / "progress.json", {"step": step, "sha256": sha256_file(tmp / "weights.pt"),
-                                              "progress": asdict(progress)})
+    meta = {"step": step, "sha256": sha256_file(tmp / "weights.pt"),
+            "progress": {f.name: getattr(progress, f.name) for f in fields(progress) if f.name != "train_state"}}
+    if progress.train_state is not None:
+        buf = io.BytesIO()
+        torch.save(_to_cpu(progress.train_state), buf)
+        atomic_write_bytes(tmp / TRAIN_STATE, buf.getvalue())
+        meta["train_state_sha256"] = sha256_file(tmp / TRAIN_STATE)
+    atomic_write_json(tmp / "progress.json", meta)
     final = root / f"{step:04d}-{progress.stage}"
     if final.exists():  # a step redone after a restart from an older checkpoint
         shutil.rmtree(final)
@@ -57,10 +66,36 @@ def latest(folder) -> tuple[Progress, dict, Path] | None:
         try:
             meta = json.loads((path / "progress.json").read_text())
             weights = load_state_dict(path / "weights.pt", meta["sha256"])
-            return Progress(**meta["progress"]), weights, path
+            progress = Progress(**meta["progress"])
+            if meta.get("train_state_sha256"):
+                progress.train_state = _load_train_state(path / TRAIN_STATE, meta["train_state_sha256"])
+            return progress, weights, path
         except (OSError, ValueError, KeyError, TypeError, CheckpointError) as e:
             print(f"rcsweep: skipping checkpoint {path}: {e}", file=sys.stderr)
     return None
+
+
+def _to_cpu(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
+def _load_train_state(pt: Path, sha256: str) -> dict:
+    """Checksum-verified, pickle-free load of a ``train_state.pt``."""
+    if sha256_file(pt) != sha256:
+        raise CheckpointError(f"{pt} is corrupted or was altered: its sha256 does not match the recorded one")
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for pickled objects, RuntimeError for truncation
+        raise CheckpointError(f"cannot load {pt} safely: {str(e).strip()[:200] or e.__class__.__name__}") from None
+    if not isinstance(state, dict) or "optimizer" not in state or not isinstance(state.get("rng"), torch.Tensor):
+        raise CheckpointError(f"{pt} does not hold a training state")
+    return state
 
 
 def clear(folder) -> None:
