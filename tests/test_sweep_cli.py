@@ -174,6 +174,14 @@ def test_validate_says_when_a_finite_space_is_smaller_than_the_trials_asked_for(
     assert rc == 0 and "distinct configurations" not in out.out
 
 
+def test_validate_prints_the_sampler_options(tmp_path, capsys):
+    rc, out = _run_cli(["validate", _write(tmp_path, "opts", {**GOOD, "search": {"sampler": "tpe_front", "kappa": 3}})],
+                       capsys)
+    assert rc == 0 and "search tpe_front {kappa: 3} (search seed 0)" in out.out
+    rc, out = _run_cli(["validate", _write(tmp_path, "plain", GOOD)], capsys)
+    assert "search tpe_front (search seed 0)" in out.out
+
+
 def test_validate_prints_the_early_stopping_it_will_run(tmp_path, capsys):
     es = {**GOOD, "fixed": {**GOOD["fixed"], "finetune": "adversarial", "finetune_epochs": 3},
           "early_stopping": {"rungs": [0, 1], "eta": 2, "screen_steps": 5}}

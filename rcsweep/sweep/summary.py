@@ -171,7 +171,9 @@ def front_line(front, usable, objectives) -> str:
 
 def describe_spec(spec: SweepSpec) -> str:
     """What ``rcsweep validate`` prints: the count, the space, the trials when known, the cost."""
-    lines = [f"sweep {spec.name}: {spec.total_trials()} trials, search {spec.search} (search seed {spec.search_seed}), "
+    options = ", ".join(f"{k}: {v}" for k, v in spec.search_options.items())
+    lines = [f"sweep {spec.name}: {spec.total_trials()} trials, search {spec.search}"
+             f"{' {' + options + '}' if options else ''} (search seed {spec.search_seed}), "
              f"objectives {', '.join(f'{m} {d}' for m, d in spec.objectives)}",
              f"  at most {spec.max_concurrent} at once, each with {spec.resources['cpu']:g} CPU, "
              f"{spec.resources['gpu']:g} GPU; retries per trial {spec.max_failures}"]
