@@ -81,7 +81,7 @@ class TPEFrontOptions(TPEOptions):
     parameter to learn a size from), not a random tenth of the budget; and ``n_candidates``
     (default 16): TPE proposals ranked per suggestion by optimistic hypervolume improvement (1:
     TPE alone); ``kappa`` (default 1): how optimistic the additive model's bound on an unknown
-    objective is (step 4 of the module; null: that bound is not used)."""
+    objective is (step 3 of the module; null: that bound is not used)."""
     n_startup_trials: Optional[int] = option(None, 0, 10_000, "random trials first, references counted")
     n_candidates: int = option(16, 1, 1000, "TPE proposals ranked per suggestion")
     kappa: Optional[float] = option(1.0, 0, 100, "posterior standard deviations in the additive model's "

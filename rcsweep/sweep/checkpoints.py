@@ -3,9 +3,9 @@
 Each holds ``progress.json`` (:class:`rcsweep.pipeline.Progress` plus the sha256 of the weights)
 and ``weights.pt`` (the compressed model's state_dict), and after a fine-tuning epoch
 ``train_state.pt`` (the optimiser's and torch's random state, :func:`rcsweep.train.train_state`, its
-sha256 in ``progress.json`` too), so that a resumed trial ends exactly as an uninterrupted one. A checkpoint is written into a temporary
-folder and renamed into place, so it is either whole or absent; reading verifies the checksum and
-loads with ``weights_only=True``. :func:`latest` returns the newest checkpoint that passes, so a
+sha256 in ``progress.json`` too), so that a resumed trial ends exactly as an uninterrupted one. A
+checkpoint is written into a temporary folder and renamed into place, so it is either whole or
+absent; reading verifies the checksums and loads with ``weights_only=True``. :func:`latest` returns the newest checkpoint that passes, so a
 truncated or altered one costs one step, not the trial. The last ``KEEP`` are kept.
 
 They are the only checkpoints of a trial: none is handed to Ray Tune, which restarts an unfinished
