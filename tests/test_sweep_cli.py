@@ -178,6 +178,9 @@ def test_validate_prints_the_sampler_options(tmp_path, capsys):
     rc, out = _run_cli(["validate", _write(tmp_path, "opts", {**GOOD, "search": {"sampler": "tpe_front", "kappa": 3}})],
                        capsys)
     assert rc == 0 and "search tpe_front {kappa: 3} (search seed 0)" in out.out
+    rc, out = _run_cli(["validate", _write(tmp_path, "null", {**GOOD, "search": {"sampler": "tpe_front", "kappa": None}})],
+                       capsys)
+    assert rc == 0 and "search tpe_front {kappa: null}" in out.out
     rc, out = _run_cli(["validate", _write(tmp_path, "plain", GOOD)], capsys)
     assert "search tpe_front (search seed 0)" in out.out
 

@@ -171,7 +171,7 @@ def front_line(front, usable, objectives) -> str:
 
 def describe_spec(spec: SweepSpec) -> str:
     """What ``rcsweep validate`` prints: the count, the space, the trials when known, the cost."""
-    options = ", ".join(f"{k}: {v}" for k, v in spec.search_options.items())
+    options = ", ".join(f"{k}: {'null' if v is None else v}" for k, v in spec.search_options.items())
     lines = [f"sweep {spec.name}: {spec.total_trials()} trials, search {spec.search}"
              f"{' {' + options + '}' if options else ''} (search seed {spec.search_seed}), "
              f"objectives {', '.join(f'{m} {d}' for m, d in spec.objectives)}",
