@@ -314,3 +314,23 @@ def test_a_one_valued_parameter_is_part_of_the_configuration_scored(tmp_path):
     issued = run(s, 14)
     assert len(issued) == 14 and len({str(sorted(t.items())) for t in issued}) == 14
     assert s.repeats == 0
+
+
+def test_a_sweep_whose_trials_are_all_infeasible_so_far_goes_on(tmp_path):
+    # no feasible trial means no front and no reference point: the sampler takes TPE's proposal
+    # (a new user's sweep without references whose first trial was degenerate crashed the driver
+    # here, and its resume with it: max() of an empty front)
+    data = {"fixed": FIXED, "num_samples": 8, "search": "tpe_front", "constraints": {"clean_acc": ">= 0.999"},
+            "space": DISCRETE["space"]}
+    s = searcher(data, tmp_path)
+    issued = run(s, 8)  # every fake result has clean_acc 0.9: infeasible
+    assert len(issued) == 8 and len({str(sorted(t.items())) for t in issued}) == 8
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {k: SPACE[k] for k in ("pretrain", "finetune", "compression", "weight_bits")}
+    params = {"pretrain": "adversarial", "finetune": "adversarial", "compression": "quant", "weight_bits": 8}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, values=[0.6, 5.3],
+                                              constraints={"trusted": 1.0}))
+    study.add_trial(optuna.trial.create_trial(params={**params, "weight_bits": 2}, distributions=dist,
+                                              state=optuna.trial.TrialState.RUNNING))
+    view = _StudyView(study, DEPS, applicable, kappa=1.0)
+    assert view.complete == [] and view.ref is None and view.score({**params, "pretrain": "standard"}) == 0.0

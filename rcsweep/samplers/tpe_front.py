@@ -208,9 +208,10 @@ class _StudyView:
         self.model = _AdditiveModel.fit(self, kappa) if kappa is not None else None
         # running trials enter the front at their optimistic points (kriging believer)
         self.front = [v for _, v in self.complete] + [p for p in map(self.optimistic, running) if p is not None]
-        everything = self.front
-        self.ref = [max(v[j] for v in everything) for j in range(len(self.sign))]
-        self.base_hv = _hv(self.front, self.ref)
+        # no feasible trial yet (every one flagged, or outside the constraints): no front, no reference
+        # point; the sampler then takes TPE's own proposal (:meth:`_FrontTPE.sample_relative`)
+        self.ref = [max(v[j] for v in self.front) for j in range(len(self.sign))] if self.front else None
+        self.base_hv = _hv(self.front, self.ref) if self.front else 0.0
 
     def score(self, params: dict) -> float:
         """The optimistic hypervolume improvement of ``params`` (-1 for a configuration seen)."""
@@ -218,7 +219,7 @@ class _StudyView:
         if _key(cfg) in self.seen:
             return -1.0
         point = self.optimistic(cfg)
-        if point is None:
+        if point is None or self.ref is None:
             return 0.0
         return (_hv(self.front + [point], self.ref) - self.base_hv) * (1.0 - self.collapse_probability(cfg))
 
