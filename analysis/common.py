@@ -81,8 +81,9 @@ def compression_level(row) -> str:
 
 
 def route(row) -> str:
-    """The training route of a row: '<pretrain> pretrain, <finetune> FT'."""
-    return f"{row.get('pretrain')} pretrain, {row.get('finetune')} FT"
+    """The training route of a row: '<pretrain> pretrain, <finetune> FT' ('no FT' without fine-tuning)."""
+    finetune = row.get("finetune")
+    return f"{row.get('pretrain')} pretrain, {'no' if finetune == 'none' else finetune} FT"
 
 
 def trial_dir(folder, trial_id: str) -> Path:

@@ -10,6 +10,13 @@ from pathlib import Path
 from .style import colors_for, compression_linestyle, route_marker, save
 
 
+def varied_axes(curves) -> list[str]:
+    """The compression axes (``sparsity``, ``weight_bits``) along which ``curves`` vary (at least two
+    values: a pruning-only sweep's weight bits hold the dense model alone); both where neither does."""
+    varied = [a for a in ("sparsity", "weight_bits") if curves.loc[curves["axis"] == a, "x"].nunique() >= 2]
+    return varied or ["sparsity", "weight_bits"]
+
+
 def plot_compression_curves(curves, stem, eps: str = "") -> list[Path]:
     """The study's Figure 1: clean (top) and robust (bottom) accuracy against structured sparsity
     (left) and weight bits (right), one line per training route, a band of ±1 standard deviation
@@ -18,8 +25,7 @@ def plot_compression_curves(curves, stem, eps: str = "") -> list[Path]:
     no column."""
     import matplotlib.pyplot as plt
 
-    varied = [a for a in ("sparsity", "weight_bits") if curves.loc[curves["axis"] == a, "x"].nunique() >= 2]
-    shown = varied or ["sparsity", "weight_bits"]
+    shown = varied_axes(curves)
     fig, axes = plt.subplots(2, len(shown), figsize=(5 * len(shown), 7), layout="constrained", sharey="row",
                              squeeze=False)
     colors = colors_for("route", curves["route"])
@@ -46,7 +52,8 @@ def plot_compression_curves(curves, stem, eps: str = "") -> list[Path]:
             ax.grid(True, alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
-    fig.suptitle("Accuracy against compression, per training route (mean over seeds, band ±1 sd)", fontsize=10)
+    seeds = "mean over seeds, band ±1 sd" if "n_seeds" not in curves or curves["n_seeds"].max() > 1 else "one seed"
+    fig.suptitle(f"Accuracy against compression, per training route ({seeds})", fontsize=10)
     return save(fig, stem)
 
 

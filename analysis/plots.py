@@ -15,13 +15,13 @@ import numpy as np
 
 from rcsweep.pareto import objective_pairs
 
-from .curve_plots import plot_compression_curves, plot_robustness_curves
+from .curve_plots import plot_compression_curves, plot_robustness_curves, varied_axes
 from .feature_plots import plot_activation_grid, plot_layer_change
 from .style import (GROUP_COLORS, LINESTYLES, MARKERS, PALETTE, colors_for, default_objectives, eps_text, figure,
                     save, setup_axes, shown)
 
 __all__ = ["eps_text", "plot_activation_grid", "plot_compare", "plot_compression_curves", "plot_layer_change",
-           "plot_pareto", "plot_pareto_projections", "plot_robustness_curves"]
+           "plot_pareto", "plot_pareto_projections", "plot_robustness_curves", "varied_axes"]
 
 
 def draw_front(ax, front, objectives, color, label, marker="o", linestyle="-", hollow=False, size=42):

@@ -244,10 +244,16 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     if fig1["n_seeds"].gt(0).any() and fig1.groupby(["route", "axis"]).size().max() > 1:
         to_csv(fig1, out / "compression_curves.csv")
         plots.plot_compression_curves(fig1, out / "compression_curves", eps)
+        shown = plots.varied_axes(fig1)
+        against = " and against ".join({"sparsity": "structured sparsity",
+                                         "weight_bits": "weight bits (8-bit activations)"}[a] for a in shown)
+        seeds = ("mean over seeds with a ±1 standard deviation band" if fig1["n_seeds"].max() > 1
+                 else "one seed (no band)")
+        dense = (fig1["axis"].eq("sparsity") & fig1["x"].eq(0)) | (fig1["axis"].eq("weight_bits") & fig1["x"].eq(32))
         md += ["## Accuracy against compression\n", "![Accuracy against compression](compression_curves.png)\n",
-               "Clean and robust accuracy against structured sparsity and against weight bits (8-bit activations), "
-               "one line per training route, mean over seeds with a ±1 standard deviation band "
-               "(`compression_curves.csv`); the dense model is the point at sparsity 0 and at 32 bits.\n"]
+               f"Clean and robust accuracy against {against}, one line per training route, {seeds} "
+               f"(`compression_curves.csv`)"
+               + ("; the dense model is the point at sparsity 0 and at 32 bits.\n" if dense.any() else ".\n")]
 
     curves = robustness_curves(usable)
     has_curve = "robust_acc_curve" in usable and usable["robust_acc_curve"].map(lambda v: bool(v)).any()

@@ -23,9 +23,9 @@ GROUP_COLORS = {
     "finetune": {"none": _O["blue"], "clean": _O["sky_blue"], "adversarial": _O["orange"]},
     "compression": {"none": _O["blue"], "prune": _O["bluish_green"], "prune_structured": _O["sky_blue"],
                     "quant": _O["reddish_purple"], "prune_quant": _O["orange"], "prune_structured_quant": _O["vermillion"]},
-    # a training route is '<pretrain> pretrain, <finetune> FT' (analysis.common.route)
-    "route": {"standard pretrain, none FT": _O["blue"], "standard pretrain, clean FT": _O["sky_blue"],
-              "standard pretrain, adversarial FT": _O["orange"], "adversarial pretrain, none FT": _O["vermillion"],
+    # a training route is '<pretrain> pretrain, <finetune> FT', 'no FT' without fine-tuning (analysis.common.route)
+    "route": {"standard pretrain, no FT": _O["blue"], "standard pretrain, clean FT": _O["sky_blue"],
+              "standard pretrain, adversarial FT": _O["orange"], "adversarial pretrain, no FT": _O["vermillion"],
               "adversarial pretrain, clean FT": _O["reddish_purple"],
               "adversarial pretrain, adversarial FT": _O["bluish_green"]},
 }

@@ -67,7 +67,7 @@ def test_other_varying_parameters_split_rows(tmp_path):
 def test_robustness_curves(sweep):
     usable, _ = split_usable(load_sweep(sweep))
     c = robustness_curves(usable)
-    dense = c[c["label"] == "standard pretrain, none FT, none"].set_index("eps")
+    dense = c[c["label"] == "standard pretrain, no FT, none"].set_index("eps")
     assert dense.index.tolist() == [0.0, 0.05, 0.1]
     assert dense["mean"].tolist() == pytest.approx([0.92, 0.6, 0.2])
     assert dense["n"].tolist() == [2, 2, 2]
@@ -80,7 +80,7 @@ def test_compute_table_relates_to_full_adversarial_training(sweep):
     # standard pretraining (1e9) + adversarial fine-tuning (3.3e9) against dense adversarial training (11e9)
     assert adv_ft["train_flops"] == pytest.approx(4.3e9)
     assert adv_ft["flops_vs_full_adv"] == pytest.approx(4.3 / 11)
-    assert t.loc["adversarial pretrain, none FT, none", "flops_vs_full_adv"] == pytest.approx(1.0)
+    assert t.loc["adversarial pretrain, no FT, none", "flops_vs_full_adv"] == pytest.approx(1.0)
     assert adv_ft["train_time_s"] == pytest.approx(10 + 0.1 + 33)
     # energy beside time and FLOPs (analysis_helpers: 1e-5 kWh per stage second), labelled with its source
     assert adv_ft["energy_kwh_finetune"] == pytest.approx(33e-5)
@@ -175,7 +175,7 @@ def test_compression_curves_are_the_studys_figure_1(tmp_path):
     assert c.loc[("sparsity", 0.5, "clean_acc"), "std"] == pytest.approx(0.0283, abs=1e-3)
     assert c.loc[("weight_bits", 32.0, "robust_acc"), "n_seeds"] == 2
     assert c.loc[("weight_bits", 4.0, "clean_acc"), "mean"] == pytest.approx(0.79)  # minmax rows not mixed in
-    assert set(c["route"]) == {"standard pretrain, none FT"}
+    assert set(c["route"]) == {"standard pretrain, no FT"}
     text = write_report(tmp_path).read_text()
     assert "![Accuracy against compression](compression_curves.png)" in text
     assert (tmp_path / "report" / "compression_curves.png").is_file()

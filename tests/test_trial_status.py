@@ -175,3 +175,26 @@ def test_the_compression_curves_figure_has_no_column_for_an_axis_the_sweep_did_n
     finally:
         plt.Figure.savefig = real_save
     assert seen and set(seen) == {2}  # 2 rows x 1 column
+
+
+def test_the_report_describes_only_the_curves_it_draws(tmp_path):
+    # a pruning-only sweep without references, one seed: no weight-bits axis, no band, no dense point
+    from analysis.report import write_report
+    from rcsweep.results import record_to_row, upsert_rows
+
+    rows = []
+    for i, (pre, ft, s) in enumerate([("adversarial", "adversarial", 0.25), ("adversarial", "adversarial", 0.5),
+                                      ("adversarial", "none", 0.25), ("adversarial", "none", 0.5),
+                                      ("standard", "none", 0.25), ("standard", "none", 0.5)]):
+        rec = {"params": {"dataset": "digits", "pretrain": pre, "finetune": ft, "compression": "prune_structured",
+                          "sparsity": s, "seed": 0, "eps_eval": 0.2},
+               "metrics": {"clean_acc": 0.9, "robust_acc": 0.5 - s / 2 if pre == "adversarial" else 0.01,
+                           "model_bits": 1e5 * (1 - s), "dense_model_bits": 1e5},
+               "evaluation": {"n_test": 360, "checks": {}}}
+        rows.append(record_to_row(f"t{i}", "finished", rec))
+    upsert_rows(tmp_path, rows)
+    text = write_report(tmp_path).read_text()
+    section = text.split("## Accuracy against compression")[1].split("##")[0]
+    assert "against structured sparsity, one line per training route, one seed (no band)" in section
+    assert "weight bits" not in section and "dense model" not in section
+    assert "adversarial pretrain, no FT" in text and "none FT" not in text
