@@ -69,15 +69,21 @@ def read_meta(path) -> tuple[Path, dict]:
     return pt, meta
 
 
-def load_state_dict(pt: Path, sha256: str | None) -> dict:
-    """Checksum-verified, pickle-free (``weights_only=True``) load of a state_dict file."""
+def load_verified(pt: Path, sha256: str | None):
+    """Checksum-verified, pickle-free (``weights_only=True``) load of a torch file, on the CPU.
+    Raises CheckpointError for a mismatching checksum or a file that cannot be loaded safely."""
     if sha256 is not None and sha256_file(pt) != sha256:
         raise CheckpointError(f"{pt} is corrupted or was altered: its sha256 does not match the recorded one")
     try:
-        state = torch.load(pt, map_location="cpu", weights_only=True)
+        return torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for pickled objects, RuntimeError for truncation
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise CheckpointError(f"cannot load {pt} safely: {msg[:200]}") from None
+
+
+def load_state_dict(pt: Path, sha256: str | None) -> dict:
+    """Checksum-verified, pickle-free (``weights_only=True``) load of a state_dict file."""
+    state = load_verified(pt, sha256)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{pt} does not hold a state_dict of tensors")
     return state

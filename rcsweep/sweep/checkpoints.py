@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_state_dict
+from ..checkpoint import load_state_dict, load_verified
 from ..errors import CheckpointError
 from ..fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from ..pipeline import Progress
@@ -39,16 +39,10 @@ def save(folder, step: int, progress: Progress, model: torch.nn.Module) -> Path:
     root = Path(folder) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    atomic_write_bytes(tmp / "weights.pt", buf.getvalue())
-    meta = {"step": step, "sha256": sha256_file(tmp / "weights.pt"),
+    meta = {"step": step, "sha256": _write(tmp / "weights.pt", model.state_dict()),
             "progress": {f.name: getattr(progress, f.name) for f in fields(progress) if f.name != "train_state"}}
     if progress.train_state is not None:
-        buf = io.BytesIO()
-        torch.save(_to_cpu(progress.train_state), buf)
-        atomic_write_bytes(tmp / TRAIN_STATE, buf.getvalue())
-        meta["train_state_sha256"] = sha256_file(tmp / TRAIN_STATE)
+        meta["train_state_sha256"] = _write(tmp / TRAIN_STATE, progress.train_state)
     atomic_write_json(tmp / "progress.json", meta)
     final = root / f"{step:04d}-{progress.stage}"
     if final.exists():  # a step redone after a restart from an older checkpoint
@@ -75,6 +69,14 @@ def latest(folder) -> tuple[Progress, dict, Path] | None:
     return None
 
 
+def _write(path: Path, obj) -> str:
+    """``torch.save`` of ``obj`` (its tensors on the CPU) to ``path``, atomically; its sha256."""
+    buf = io.BytesIO()
+    torch.save(_to_cpu(obj), buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return sha256_file(path)
+
+
 def _to_cpu(x):
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
@@ -87,12 +89,7 @@ def _to_cpu(x):
 
 def _load_train_state(pt: Path, sha256: str) -> dict:
     """Checksum-verified, pickle-free load of a ``train_state.pt``."""
-    if sha256_file(pt) != sha256:
-        raise CheckpointError(f"{pt} is corrupted or was altered: its sha256 does not match the recorded one")
-    try:
-        state = torch.load(pt, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for pickled objects, RuntimeError for truncation
-        raise CheckpointError(f"cannot load {pt} safely: {str(e).strip()[:200] or e.__class__.__name__}") from None
+    state = load_verified(pt, sha256)
     if not isinstance(state, dict) or "optimizer" not in state or not isinstance(state.get("rng"), torch.Tensor):
         raise CheckpointError(f"{pt} does not hold a training state")
     return state

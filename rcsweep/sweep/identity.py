@@ -23,6 +23,13 @@ def config_key(cfg) -> str:
     return json.dumps(cfg.to_flat(), sort_keys=True, default=str)
 
 
+def finite_config_keys(spec) -> set | None:
+    """The configuration keys (:func:`config_key`) of every point of ``spec``'s space (a
+    ``SweepSpec``), or None where the space is not finite: its distinct configurations."""
+    points = spec.finite_points()
+    return None if points is None else {config_key(spec.trial_config(p)) for p in points}
+
+
 def config_distance(a: dict, b: dict, space: dict) -> tuple:
     """(parameters that differ, the size of the move) between flat configurations ``a`` and ``b``:
     a numeric parameter of ``space`` (name -> ``Dist``) moves by |difference| / its range in the

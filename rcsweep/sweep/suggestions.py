@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from .folder import SEARCH_FILE
-from .identity import config_key, nearest_unseen
+from .identity import config_key, finite_config_keys, nearest_unseen
 from .space import optuna_value
 from .store import STORE_DIR, pretrain_id
 
@@ -62,8 +62,7 @@ class Suggestions:
     def _finite_keys(self) -> set | None:
         """The configuration keys of every point of a finite space (None: the space is not finite)."""
         if not hasattr(self, "_finite"):
-            points = self.spec.finite_points()
-            self._finite = None if points is None else {config_key(self.spec.trial_config(p)) for p in points}
+            self._finite = finite_config_keys(self.spec)
         return self._finite
 
     def _all_known(self) -> bool:

@@ -229,15 +229,14 @@ def early_stopping_line(spec: SweepSpec, cfg: TrialConfig | None = None) -> str:
 def finite_space_line(spec: SweepSpec) -> str:
     """A note when a finite space holds fewer distinct configurations than the searched trials
     asked for ('' otherwise): the sweep ends early after running them all (issue 15)."""
-    from .identity import config_key
+    from .identity import config_key, finite_config_keys
 
     if spec.search == "grid":
         return ""
-    points = spec.finite_points()
-    if points is None:
+    keys = finite_config_keys(spec)
+    if keys is None:
         return ""
-    refs = {config_key(spec.trial_config(overrides=r)) for r in spec.references}
-    distinct = len({config_key(spec.trial_config(p)) for p in points} - refs)
+    distinct = len(keys - {config_key(spec.trial_config(overrides=r)) for r in spec.references})
     searched = spec.total_trials() - len(spec.references)
     if distinct >= searched:
         return ""
