@@ -23,6 +23,10 @@ panels per space, every run), ``replay.txt`` and ``commands.md``.
     python benchmarks/bench_early_stopping.py --work /tmp/es --out docs/results/early-stopping [--seeds 0 1 2] [--searches tpe_front random]
     python benchmarks/bench_early_stopping.py --work /tmp/es_smoke --out /tmp/es_smoke/out --smoke-test
 
+``--record-every-rung``: instead, only the sweeps ``early_stopping_bound.py``'s rung floor reads: the
+54-point grid and each continuous sweep of ``--searches`` x ``--seeds``, recorded with every
+fine-tuning epoch a rung and nothing stopped (about 2 to 4 minutes each here).
+
 ``--smoke-test``: 6 trials per run, one seed, 500 training images, 2 fine-tuning epochs, rungs
 [0, 1], no grid: minutes, to check the script end to end (``--spaces grid54`` ran here in 3 minutes
 on 2 busy cores; too few trials for a rung to stop any: its numbers mean nothing).
@@ -193,6 +197,21 @@ def shuffled_replays(grid: Path, orders: int = 10) -> list[str]:
     return lines
 
 
+def record_every_rung(work: Path, seeds, searches) -> list[Path]:
+    """Sweeps recorded with every fine-tuning epoch a rung and nothing stopped (``stop: false``),
+    for ``early_stopping_bound.py``'s rung floor: the 54-point grid, and each continuous sweep of
+    ``searches`` x ``seeds`` (named ``..._rec``). Their folders."""
+    plan = [("grid54", "grid", 0)] + [("continuous", s, seed) for s in searches for seed in seeds]
+    folders = []
+    for space, search, seed in plan:
+        d = sweep(space, seed, True, False, search=search, stop=False)
+        most = d["fixed"].get("finetune_epochs") or max(d["space"]["finetune_epochs"]["int"])
+        d["early_stopping"]["rungs"] = list(range(most + 1))
+        d["name"] = d["name"].replace("_es", "_rec")
+        folders.append(run(work, d))
+    return folders
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True, help="folder for the sweeps (resumed if there)")
@@ -202,7 +221,14 @@ def main(argv=None) -> int:
     ap.add_argument("--searches", nargs="+", default=["tpe_front"],
                     help="samplers, each run with and without early stopping (default: the default sampler)")
     ap.add_argument("--smoke-test", action="store_true", help="tiny runs, one seed, no grid")
+    ap.add_argument("--record-every-rung", action="store_true",
+                    help="only record the grid and the continuous sweeps with every epoch a rung, nothing "
+                         "stopped (for benchmarks/early_stopping_bound.py), in --work")
     args = ap.parse_args(argv)
+    if args.record_every_rung:
+        for folder in record_every_rung(args.work, args.seeds, args.searches):
+            print(f"recorded {folder}")
+        return 0
     seeds = args.seeds[:1] if args.smoke_test else args.seeds
     runs = {(space, search, seed, early): run(args.work, sweep(space, seed, early, args.smoke_test, search=search))
             for search in args.searches for space in args.spaces for seed in seeds for early in (False, True)}

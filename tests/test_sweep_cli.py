@@ -166,6 +166,10 @@ def test_validate_says_when_a_finite_space_is_smaller_than_the_trials_asked_for(
     # GOOD's space: no compression, or quantization at 4 or 8 bits (weight_bits applies only there): 3
     rc, out = _run_cli(["validate", _write(tmp_path, "small", {**GOOD, "num_samples": 5})], capsys)
     assert rc == 0 and "the space holds 3 distinct configurations, fewer than the 5 searched trials" in out.out
+    # the cost counts the 3 configurations the sweep will run, once each: the grid's, not 5 random draws
+    cost = next(line for line in out.out.splitlines() if "estimated training compute" in line)
+    rc, grid = _run_cli(["validate", _write(tmp_path, "grid", {**GOOD, "search": "grid"})], capsys)
+    assert cost == next(line for line in grid.out.splitlines() if "estimated training compute" in line)
     rc, out = _run_cli(["validate", _write(tmp_path, "fits", {**GOOD, "num_samples": 3})], capsys)
     assert rc == 0 and "distinct configurations" not in out.out
     continuous = {**GOOD, "num_samples": 50, "space": {"compression": {"choice": ["prune_structured"]},

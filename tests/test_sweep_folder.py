@@ -93,12 +93,15 @@ def test_status_says_when_the_search_ended_early(tmp_path, capsys):
     done = [r for r in STANDARD_ROWS if r[1] != "running"]
     text = _status_text(tmp_path / "a", done, {"robust_acc": "max", "model_bits": "min"})
     assert "search ended early" not in text and "(stopped)" in text.splitlines()[0]  # 8 of 12 planned
+    # a driver that stopped between trials, before its budget: status says how to go on
+    assert f"the driver stopped before the sweep was complete: 'rcsweep resume {tmp_path / 'a'}'" in text
     (tmp_path / "a" / SEARCH_FILE).write_text(json.dumps({"exhausted": "8 distinct configurations, all run"}))
     assert main(["status", str(tmp_path / "a")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("(complete)")
     assert lines[1].startswith("trials: 7 finished, 0 running, 1 failed, of 12 planned")
     assert lines[2] == "search ended early: 8 distinct configurations, all run"
+    assert "rcsweep resume" not in "\n".join(lines)  # complete: nothing to resume
 
     text = _status_text(tmp_path / "b", STANDARD_ROWS, {"robust_acc": "max", "model_bits": "min"})
     (tmp_path / "b" / SEARCH_FILE).write_text(json.dumps({"exhausted": "9 distinct configurations, all run"}))

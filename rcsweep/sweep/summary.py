@@ -92,6 +92,9 @@ def format_status(st: Status) -> str:
         lines.append("flagged (off the front): " + ", ".join(_flag_text(f, ids) for f, ids in flagged.items()))
     if st.driver != "running" and st.counts.get("running"):
         lines.append(f"  the driver is not running: 'rcsweep resume {st.folder}' continues the unfinished trials")
+    elif state == "stopped":  # ended (a crash, a kill, Ctrl-C) between trials, before its budget
+        lines.append(f"  the driver stopped before the sweep was complete: 'rcsweep resume {st.folder}' runs the "
+                     f"trials still planned")
     if st.table is not None and len(st.table):
         cols = ["trial_id", "status", *SHOWN_PARAMS, *(m for m, _ in st.spec.objectives)]
         table = st.table.assign(stage=[_stage_shown(st.folder, r) for _, r in st.table.iterrows()])
@@ -185,15 +188,21 @@ def describe_spec(spec: SweepSpec) -> str:
         grid = spec.grid()
         known += [spec.trial_config(p) for p in grid]
         lines += [f"  grid point {i}: {p}" for i, p in enumerate(grid)]
-    else:  # the searched trials are not known yet: random draws from the same space stand in
-        import optuna
+    exact = spec.search == "grid"
+    if not exact:
+        distinct = _distinct_searched(spec, known)
+        if distinct is not None and len(distinct) <= spec.total_trials() - len(known):
+            known += distinct  # a finite space smaller than the trials asked for: each is run once
+            exact = True
+        else:  # the searched trials are not known yet: random draws from the same space stand in
+            import optuna
 
-        from .space import ConditionalSpace
+            from .space import ConditionalSpace
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in validate
-        space, study = ConditionalSpace(spec), optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        known += [spec.trial_config(space(study.ask())) for _ in range(spec.total_trials() - len(known))]
-    lines.append(estimated_cost(known, exact=spec.search == "grid"))
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in validate
+            space, study = ConditionalSpace(spec), optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            known += [spec.trial_config(space(study.ask())) for _ in range(spec.total_trials() - len(known))]
+    lines.append(estimated_cost(known, exact=exact))
     lines += [line for line in (early_stopping_line(spec, known[0] if known else None), finite_space_line(spec)) if line]
     weak = eval_budget_line(spec)
     if weak:
@@ -264,6 +273,23 @@ def eval_budget_line(spec: SweepSpec) -> str:
     whence = ", ".join(f"{n} {where[n]}" for n, floor in (("eval_steps", EVAL_STEPS_FLOOR),
                                                           ("eval_restarts", EVAL_RESTARTS_FLOOR)) if low[n] < floor)
     return f"  WARNING: {text} ({whence}); such trials get the weak_eval flag"
+
+
+def _distinct_searched(spec: SweepSpec, references: list[TrialConfig]):
+    """The distinct configurations of a finite space that are not a reference's (the searcher runs
+    each at most once), or None where the space is not finite."""
+    from .identity import config_key
+
+    points = spec.finite_points()
+    if points is None:
+        return None
+    seen = {config_key(cfg) for cfg in references}
+    out = []
+    for cfg in (spec.trial_config(p) for p in points):
+        if config_key(cfg) not in seen:
+            seen.add(config_key(cfg))
+            out.append(cfg)
+    return out
 
 
 def estimated_cost(trials: list[TrialConfig], exact: bool) -> str:
