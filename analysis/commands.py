@@ -9,7 +9,10 @@ Handlers import pandas and matplotlib lazily so that ``rcsweep --help`` stays in
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import yaml
 
 from rcsweep import metrics_table
 
@@ -43,17 +46,21 @@ def register(sub) -> None:
 
 
 def sweep_objectives(folder) -> str:
-    """The objectives of ``folder/sweep.yaml`` when it names two or more, else the default."""
-    path = Path(folder) / "sweep.yaml"
-    if path.is_file():
-        try:
-            from rcsweep.sweepfile import load_sweep
+    """The objectives of ``folder/sweep.yaml`` (the sweep as run, with its provenance) when it names
+    two or more, else the default. A sweep.yaml that cannot be read says so on stderr and the
+    default applies: the analysis of results.csv does not need it."""
+    from rcsweep.errors import UserError
+    from rcsweep.sweepfile import SWEEP_FILE, read_sweep_folder
 
-            objs = load_sweep(path).objectives
-            if len(objs) >= 2:
-                return ",".join(f"{m}:{d}" for m, d in objs)
-        except Exception:  # an unreadable sweep.yaml must not stop the analysis; the default applies
-            pass
+    if (Path(folder) / SWEEP_FILE).is_file():
+        try:
+            objs = read_sweep_folder(folder)[0].objectives
+        except (UserError, ValueError, yaml.YAMLError) as e:
+            print(f"rcsweep: warning: {Path(folder) / SWEEP_FILE} unreadable ({e}); objectives {DEFAULT_OBJECTIVES}",
+                  file=sys.stderr)
+            return DEFAULT_OBJECTIVES
+        if len(objs) >= 2:
+            return ",".join(f"{m}:{d}" for m, d in objs)
     return DEFAULT_OBJECTIVES
 
 

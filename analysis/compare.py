@@ -59,13 +59,13 @@ def compare(folders, objectives=DEFAULT_OBJECTIVES) -> Comparison:
 def run_compare(folders, out, objectives=DEFAULT_OBJECTIVES) -> list[Path]:
     """Write ``<stem>.png/.svg`` (fronts + hypervolume curves), ``<stem>.csv`` (the curves) and
     ``<stem>.json`` (hypervolume per sweep). Returns the paths."""
-    from rcsweep.fileio import atomic_write_json, atomic_write_text
+    from rcsweep.fileio import atomic_write_json, atomic_write_text, make_folder
 
     from .plots import eps_text, plot_compare
 
     c = compare(folders, objectives)
     stem = Path(out).with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(stem.parent, "--out")
     long = pd.concat([cv.assign(sweep=n) for n, cv in c.curves.items()], ignore_index=True)
     atomic_write_text(stem.with_suffix(".csv"), long[["sweep", "n_finished", "hypervolume"]].to_csv(index=False))
     atomic_write_json(stem.with_suffix(".json"), {"objectives": [str(o) for o in c.objectives],

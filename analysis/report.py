@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from rcsweep.errors import UserError
-from rcsweep.fileio import atomic_write_text
+from rcsweep.fileio import atomic_write_text, make_folder
 from rcsweep.rungs import stopped_summary
 
 from . import plots
@@ -127,6 +127,21 @@ def _verify_md(v: pd.DataFrame) -> list[str]:
             md_table(sus[[c for c in ("trial_id", "suspect_reason") if c in sus]], index=False)]
 
 
+def _stopped_md(df) -> list[str]:
+    """The *Stopped early* section: each early-stopped trial's route, the rung it reached, its
+    screening there and why it stopped; [] when none was."""
+    rows = df[df["status"] == "early_stopped"]
+    if rows.empty:
+        return []
+    cols = [c for c in ("trial_id", "pretrain", "compression", "sparsity", "weight_bits", "finetune", "screen_rung",
+                        "screen_clean_acc", "screen_robust_acc", "early_stopped_reason") if c in rows]
+    table = rows[cols].rename(columns={"screen_rung": "rung", "early_stopped_reason": "reason"})
+    return ["## Stopped early\n", "Trials early stopping ended at a rung (fine-tuning epochs done; 0: the compressed "
+            "model), with their screening there (clean and PGD accuracy on the screened `val` images, never `test`) "
+            "and the decision; they are left out of the front and the tables. " + stopped_summary(df) + ".\n",
+            md_table(table, index=False)]
+
+
 def _trials(n: int) -> str:
     return f"{n} trial" if n == 1 else f"{n} trials"
 
@@ -202,7 +217,7 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     if usable.empty:
         raise UserError(f"no usable finished trials in {folder} (statuses: "
                         f"{', '.join(f'{n} {s}' for s, n in df['status'].value_counts().items()) or 'none'})")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     ntest = n_test(folder, df)
     status = df["status"].value_counts()
     flagged = flagged_rows(excluded)
@@ -295,6 +310,7 @@ def write_report(folder, out_dir=None, objectives=DEFAULT_OBJECTIVES, by: str | 
     if len(flagged):
         md.append(md_table(flagged, index=False))
     md += _weak_eval_md(weak_eval_trials(folder, df), int(status.get("finished", 0)))
+    md += _stopped_md(df)
     failed = df[df["status"] == "failed"][["trial_id", "error"]]
     md += ["## Failed trials\n", md_table(failed, index=False)]
     if (folder / "verify.csv").is_file():

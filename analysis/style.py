@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rcsweep import metrics_table
+from rcsweep.fileio import make_folder
 from rcsweep.pareto import LOG_COLUMNS
 
 
@@ -92,7 +93,7 @@ def save(fig, stem) -> list[Path]:
     import matplotlib.pyplot as plt
 
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(stem.parent, "the figure's folder")
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")

@@ -22,6 +22,19 @@ def _file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def make_folder(path, what: str) -> Path:
+    """Create the output folder ``path`` and its parents (an existing one is fine); a UserError
+    naming ``what`` (e.g. ``--out``) when it or a parent is a file, not a traceback."""
+    from .errors import UserError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{what} {path}: a file is in the way of this folder") from None
+    return path
+
+
 def temp_folder(parent, prefix: str) -> Path:
     """A new empty folder in ``parent`` for files that are renamed into place once all are written,
     with the permissions ``mkdir`` would give it (0777 less the umask; ``mkdtemp`` makes it 0700)."""

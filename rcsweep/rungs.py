@@ -206,5 +206,9 @@ def stopped_summary(table) -> str:
     total = rows["finetune_epochs"].fillna(0) if "finetune_epochs" in rows else 0 * rungs
     skipped = int((total - rungs).clip(lower=0).sum())
     cost = float(table["flops_screen"].fillna(0).sum()) if "flops_screen" in table else 0.0
-    return (f"{len(rows)} stopped early ({by}): {skipped} fine-tuning epochs and {len(rows)} final evaluations "
-            f"skipped; screening cost {cost:.3g} FLOPs")
+    return (f"{len(rows)} stopped early ({by}): {_count(skipped, 'fine-tuning epoch')} and "
+            f"{_count(len(rows), 'final evaluation')} skipped; screening cost {cost:.3g} FLOPs")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -70,6 +70,8 @@ def test_pareto_on_a_running_sweep_ignores_partial_rows(tmp_path):
     ("empty", ["pareto", "{empty}"], "no usable finished trials"),
     ("report", ["report", "{empty}"], "no usable finished trials"),
     ("compare", ["compare", "{sweep}", "--out", "{tmp}/c.png"], "at least two"),
+    # an existing file as the report's folder (a new user's --out s1.yaml was a traceback)
+    ("report_out_file", ["report", "{sweep}", "--out", "{sweep}/results.csv"], "a file is in the way of this folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, args, message):
     sweep = write_sweep(tmp_path / "sweep", STANDARD_ROWS)

@@ -24,6 +24,8 @@ def sweep(tmp_path_factory):
     rows.append(record_to_row("dense", "finished", run_trial(TrialConfig(**TINY), out_dir=base)))
     cfg = TrialConfig(**TINY, finetune="clean", finetune_epochs=1)
     rows.append(record_to_row("ft", "finished", run_trial(cfg, out_dir=folder / "trials" / "ft", pretrained_path=base)))
+    cfg = TrialConfig(**TINY, compression="quant", weight_bits=4)
+    rows.append(record_to_row("q", "finished", run_trial(cfg, out_dir=folder / "trials" / "q", pretrained_path=base)))
     upsert_rows(folder, rows)
     return folder
 
@@ -44,6 +46,15 @@ def test_layer_change_of_a_known_model():
 def test_feature_layers_of_the_digits_cnn(sweep):
     names = [n for n, _ in feature_layers(load_model(sweep / "trials" / "dense"))]
     assert names == ["conv1 (16) + ReLU", "conv2 (32) + ReLU", "conv3 (32) + ReLU", "fc1 (64) + ReLU", "logits (10)"]
+
+
+def test_a_quantized_layer_is_one_layer_with_its_quantizers_inside(sweep, tmp_path):
+    # its fake-quantizers are submodules: the layer was not a leaf and was missed (a new user's
+    # rcsweep features on a quantized trial crashed on an empty table)
+    names = [n for n, _ in feature_layers(load_model(sweep / "trials" / "q"))]
+    assert names == ["conv1 (16) + ReLU", "conv2 (32) + ReLU", "conv3 (32) + ReLU", "fc1 (64) + ReLU", "logits (10)"]
+    assert main(["features", str(sweep), "--trials", "q", "--examples", "16", "--out", str(tmp_path / "f")]) == 0
+    assert len(pd.read_csv(tmp_path / "f.csv")) == 5
 
 
 def test_features_command(sweep, tmp_path):
@@ -77,7 +88,7 @@ def test_export_pareto_writes_loadable_models(sweep, tmp_path):
     assert main(["export", str(sweep), "--pareto", "--format", "state_dict", "--out", str(out)]) == 0
     with open(out / "trials.csv", newline="") as f:
         ids = [r["trial_id"] for r in csv.DictReader(f)]
-    assert ids and set(ids) <= {"dense", "ft"}
+    assert ids and set(ids) <= {"dense", "ft", "q"}
     x = torch.rand(5, 1, 8, 8)
     for tid in ids:
         assert (out / tid / "model.json").is_file() and (out / tid / "model_card.json").is_file()

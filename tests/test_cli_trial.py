@@ -56,6 +56,13 @@ def test_trial_writes_outputs_and_applies_overrides(sweep_file, tmp_path, capsys
     assert main(["eval", str(out), "--test-size", "30", "--steps", "3", "--targets", "3", "--out",
                  str(tmp_path / "t.json")]) == 0
     assert "APGD-T 3 steps x 3 targets" in json.loads((tmp_path / "t.json").read_text())["attack"]
+    # with the model's own settings, eval gives the trial's numbers, every time: seeded as the trial
+    # was (a new user's five evals of one model gave five robust accuracies, none the sweep's)
+    for name in ("a.json", "b.json"):
+        assert main(["eval", str(out), "--out", str(tmp_path / name)]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["robust_acc"] == b["robust_acc"] == pytest.approx(m["robust_acc"])
+    assert a["clean_acc"] == pytest.approx(m["clean_acc"])
 
 
 def test_space_parameters_that_do_not_apply_are_dropped(sweep_file, tmp_path):

@@ -60,12 +60,15 @@ def test_replay_stops_the_dominated_trials_keeps_the_front_and_counts_what_is_sa
     # a stricter rule (eta 2 at rung 2 only, margin 0) on the same records
     assert main(["replay", str(recorded), "--early-stopping", "{rungs: [2], eta: 4, margin_se: 0}"]) == 0
     out = capsys.readouterr().out
-    assert "stopped: 1 of 5 trials" in out and "t5 at rung 2" in out and "saved beyond the recorded stops 250 FLOPs" in out
+    # t5's fine-tuning after rung 2 (200) and evaluation (50), and rung 0's screening, which this
+    # setting does not run, of all five (5 x 10): a setting with fewer rungs pays less screening
+    assert "stopped: 1 of 5 trials" in out and "t5 at rung 2" in out and "saved beyond the recorded stops 300 FLOPs" in out
 
 
 def test_replay_refuses_rungs_that_were_not_recorded_and_a_bad_mapping(recorded, capsys):
     assert main(["replay", str(recorded), "--early-stopping", "{rungs: [1], eta: 2}"]) == 2
-    assert "trial t1 reached rung 1 but recorded no screening there" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == ("rcsweep: error: --early-stopping: rungs: 1 was not screened by the sweep "
+                                               "(it screened rungs [0, 2]); replay rungs among those")
     assert main(["replay", str(recorded), "--early-stopping", "{rungs: [0], eta: 1}"]) == 2
     assert "early_stopping.eta: must be >= 2, got 1" in capsys.readouterr().err
     # the screening is the recorded one: a replay cannot change it (a new user's screen_size was
@@ -87,3 +90,26 @@ def test_a_replay_can_compare_trials_by_another_grouping(recorded):
     table = load_results(recorded)
     assert set(simulate(table, spec.objectives, es, 10)) == {"t4", "t5"}
     assert simulate(table, spec.objectives, es, 10, group=lambda row, rung: row["trial_id"]) == {}
+
+
+def test_a_trial_its_final_evaluation_flags_suspect_stops_no_later_trial(tmp_path):
+    """A new user's replay: a gradient-masked quantized model (suspect after its final evaluation)
+    screened best at rung 0 and stopped a trial of the final front. Once a trial ends flagged off
+    the front, its points leave the rungs, as the scheduler withdraws them."""
+    from rcsweep.commands.replay import simulate
+    from rcsweep.early_stopping import parse_early_stopping
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    write_spec(folder, parse_sweep(SWEEP, "rec"), {})
+    rows = [_row("t1", 1, 0.85, 0.9, 0.92), _row("t2", 2, 0.8, 0.9, 0.91, bits=5e4),
+            _row("t3", 3, 0.99, 0.99, 0.97, bits=1e4), _row("t4", 4, 0.7, 0.8, 0.9, bits=2e4)]
+    upsert_rows(folder, rows)
+    table = load_results(folder)
+    es = parse_early_stopping({"rungs": [0, 2], "eta": 2}, search="replay", objectives=[("clean_acc", "max"),
+                              ("model_bits", "min")], fixed=SWEEP["fixed"], space=SWEEP["space"])
+    objectives = [("clean_acc", "max"), ("model_bits", "min")]
+    # t3 (0.99 at the smallest size) dominates t4 beyond the margin at rung 0: t4 stopped
+    assert set(simulate(table, objectives, es, 10)) == {"t4"}
+    flagged = table.assign(flags=["", "", "suspect", ""])
+    assert simulate(flagged, objectives, es, 10) == {}

@@ -87,3 +87,15 @@ def test_unknown_trial_and_group_key_and_rung_values():
     assert group_key(pruned) == "prune_structured/3"
     values = rung_values(OBJ + (("clean_acc", "max"),), {"clean_acc": 0.8, "robust_acc": 0.3}, {"model_bits": 1e4})
     assert values == {"robust_acc": 0.3, "model_bits": 1e4, "clean_acc": 0.8}
+
+
+def test_the_stopped_summary_counts_in_words():
+    import pandas as pd
+
+    from rcsweep.rungs import stopped_summary
+
+    one = pd.DataFrame({"status": ["early_stopped", "finished"], "screen_rung": [0, None], "finetune_epochs": [1, 1],
+                        "flops_screen": [5.0, 5.0]})
+    assert stopped_summary(one) == ("1 stopped early (rung 0: 1): 1 fine-tuning epoch and 1 final evaluation skipped; "
+                                    "screening cost 10 FLOPs")
+    assert stopped_summary(one.assign(status="finished")) == ""

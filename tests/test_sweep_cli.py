@@ -11,6 +11,11 @@ GOOD = {"fixed": {"dataset": "digits", "pretrain_epochs": 1},
         "space": {"compression": {"choice": ["none", "quant"]}, "weight_bits": {"choice": [4, 8]}}}
 BAD_FILES = [
     ("malformed", "fixed: {dataset: digits\nspace: [", "not valid YAML"),
+    # objectives no trial, or not every trial, writes: the searcher would be told each such trial failed
+    ("objective_verified", {**GOOD, "objectives": {"robust_acc": "max", "verified_robust_acc": "max"}},
+     "objectives.verified_robust_acc: is written by 'rcsweep verify' after the sweep, never by a trial"),
+    ("objective_int8", {**GOOD, "objectives": {"robust_acc": "max", "int8_clean_acc": "max"}},
+     "objectives.int8_clean_acc: is written only by trials with 8-bit weights and activations"),
     ("unknown_key", {**GOOD, "num_smaples": 3}, "num_smaples: unknown sweep field (did you mean 'num_samples'?)"),
     ("bad_range", {**GOOD, "space": {"sparsity": {"uniform": [0.9, 0.1]}, "compression": {"choice": ["prune"]}}},
      "space.sparsity.uniform: low 0.9 must be below high 0.1"),
@@ -220,3 +225,29 @@ def test_an_existing_sweep_folder_is_refused_with_a_hint(tmp_path, capsys):
     assert rc == 2 and "already exists: continue it with 'rcsweep resume" in out.err
     rc, out = _run_cli(["resume", tmp_path / "store" / "good"], capsys)
     assert rc == 2 and "is not a rcsweep sweep folder (no sweep.yaml)" in out.err
+
+
+def test_a_sweep_folders_own_file_gives_its_objectives_and_can_be_run_again(tmp_path, capsys):
+    """A sweep folder's sweep.yaml carries rcsweep's provenance section. The analysis verbs read
+    the sweep's objectives from it (a new user's pareto, report and export --pareto used the
+    default objectives: the file was refused and the fallback hid it), and validate/run accept
+    it again; a folder named as a sweep file is one line."""
+    from analysis.commands import sweep_objectives
+    from rcsweep.sweep.folder import write_spec
+    from rcsweep.sweepfile import load_sweep
+
+    spec = load_sweep({**GOOD, "name": "s", "objectives": {"robust_acc": "max", "params_nonzero": "min"}})
+    folder = tmp_path / "s"
+    folder.mkdir()
+    write_spec(folder, spec, {"command": "rcsweep run s.yaml"})
+    assert "provenance" in (folder / "sweep.yaml").read_text()
+    assert sweep_objectives(folder) == "robust_acc:max,params_nonzero:min"
+    assert capsys.readouterr().err == ""
+    rc, out = _run_cli(["validate", str(folder / "sweep.yaml")], capsys)
+    assert rc == 0 and "objectives robust_acc max, params_nonzero min" in out.out
+    rc, out = _run_cli(["validate", str(folder)], capsys)
+    assert rc == 2 and out.err.strip() == f"rcsweep: error: {folder} is a folder, not a sweep file; its sweep file is " \
+                                          f"{folder / 'sweep.yaml'}"
+    (folder / "sweep.yaml").write_text("objectives: [")  # damaged: said, and the default applies
+    assert sweep_objectives(folder) == "robust_acc:max,model_bits:min"
+    assert "sweep.yaml unreadable" in capsys.readouterr().err

@@ -146,6 +146,44 @@ def test_a_point_reported_again_gets_the_decision_recorded_for_it(tmp_path):
     assert again.judge(tmp_path, "r", report(0.2, 1e6), reference=True).reason == "a reference: never stopped"
 
 
+def test_a_flagged_trial_and_a_set_aside_one_take_no_part_in_later_decisions(tmp_path):
+    """A trial whose final evaluation flags it suspect (a new user's gradient-masked quantized model
+    screened best and stopped a front trial) stops no trial after it ends; a trial started after
+    Tune's last state save by a killed driver, which the resume sets aside, leaves the rungs when
+    the resumed scheduler first reads its state (a new user's rung decided on such a point)."""
+    from types import SimpleNamespace
+
+    from rcsweep.sweep.scheduler import STATE_FILE, RungScheduler
+    from rcsweep.sweepfile import load_sweep
+
+    spec = load_sweep(ES)
+
+    def report(acc, bits):
+        return {"rung": 0, "rung_group": "none/2", "rung_classes": 10, "rung_n": 100, "screen_clean_acc": acc,
+                "rung_value.clean_acc": acc, "rung_value.model_bits": bits}
+
+    def trial(tid):
+        return SimpleNamespace(trial_id=tid, config={"_sweep": {"dir": str(tmp_path)}})
+
+    first = RungScheduler(spec)
+    for tid, acc in (("a", 0.6), ("b", 0.6), ("s", 0.99)):
+        first.judge(tmp_path, tid, report(acc, 1e5))
+    assert first.judge(tmp_path, "c", report(0.3, 1e5)).stop  # s and the others dominate it
+    first.on_trial_complete(None, trial("s"), {"flags": "suspect;weak_eval"})
+    first.on_trial_complete(None, trial("a"), {"flags": "weak_eval"})  # on the front all the same: stays
+    state = json.loads((tmp_path / STATE_FILE).read_text())["none/2|0"]
+    assert [p["trial_id"] for p in state if p.get("withdrawn")] == ["s"]
+    assert "suspect" in state[2]["withdrawn"]
+    # d as good as a and b: without s's point, on the first front
+    assert not first.judge(tmp_path, "d", report(0.6, 1e5)).stop
+
+    controller = SimpleNamespace(get_trials=lambda: [trial(t) for t in ("a", "b", "s", "c", "e")])
+    again = RungScheduler(spec)  # resumed: "d" was set aside (Tune never saved it)
+    again.on_trial_result(controller, trial("e"), report(0.6, 1e5))
+    ids = [p["trial_id"] for p in json.loads((tmp_path / STATE_FILE).read_text())["none/2|0"]]
+    assert ids == ["a", "b", "s", "c", "e"]
+
+
 def test_a_pruned_configuration_is_known_as_stopped_and_never_run_again():
     """What a resumed searcher reads back from the journal: a pruned trial's configuration is
     'early_stopped' (a repeated suggestion of it is told pruned, never run)."""
@@ -179,3 +217,19 @@ def test_status_says_why_nothing_was_stopped(tmp_path):
     line = _nothing_stopped(Status(tmp_path, load_sweep(ES), {"finished": 3}, "stopped", None))
     assert line.startswith("none stopped; 4 rung looks in 2 rungs, 3 of them too early to decide")
     assert "eta + 1 = 3 points" in line
+
+
+def test_status_of_a_sweep_that_only_records_its_screening(tmp_path):
+    """stop: false screens without a scheduler (no state file): status counts the recorded
+    screenings (a new user's read '0 rung looks in 0 rungs' after 43 had been recorded)."""
+    import pandas as pd
+
+    from rcsweep.sweep.summary import Status, format_status
+    from rcsweep.sweepfile import load_sweep
+
+    spec = load_sweep({**ES, "early_stopping": {**ES["early_stopping"], "stop": False}})
+    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["finished", "finished"],
+                          "screen_history": [[{"rung": 0}, {"rung": 1}], [{"rung": 0}]]})
+    text = format_status(Status(tmp_path, spec, {"finished": 2}, "stopped", table))
+    assert (f"early stopping: stop: false: 3 rung screenings recorded (rungs [0, 1]), none stopped; "
+            f"'rcsweep replay {tmp_path}'") in text

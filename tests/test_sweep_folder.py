@@ -116,3 +116,30 @@ def test_status_names_the_flagged_trials_up_to_five():
 
     assert _flag_text("suspect", ["a1"]) == "1 suspect (a1)"
     assert _flag_text("infeasible", [f"t{i}" for i in range(7)]) == "7 infeasible (t0, t1, t2, t3, t4, ... 2 more)"
+
+
+def test_progress_says_a_trial_done_before_the_resume_is_not_run_again(tmp_path, capsys):
+    """After a resume Tune starts the trials it had not heard finish; the trainable only reports
+    their record. The progress lines said 'start' as if they ran again (a new user's resume log)."""
+    import json
+    from types import SimpleNamespace
+
+    from rcsweep.sweep.progress import SweepProgress
+
+    (tmp_path / "trials" / "old").mkdir(parents=True)
+    (tmp_path / "trials" / "old" / "record.json").write_text("{}")
+    (tmp_path / "trials" / "cut").mkdir()
+    (tmp_path / "trials" / "cut" / "early_stopped.json").write_text(json.dumps({"rung": 1, "reason": "dominated"}))
+    progress = SweepProgress(tmp_path, [("robust_acc", "max")], total=3)
+
+    def trial(tid, result=None):
+        return SimpleNamespace(trial_id=tid, config={"trial": {"compression": "quant", "weight_bits": 4}},
+                               last_result=result or {})
+
+    for t in (trial("old", {"robust_acc": 0.5}), trial("cut"), trial("new", {"robust_acc": 0.25})):
+        progress.on_trial_start(0, [], t)
+        progress.on_trial_complete(0, [], t)
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == ["done    old  robust_acc=0.5 (before the resume)",
+                     "stopped cut  at rung 1 (before the resume): dominated",
+                     "start   new  sta quant w=4", "done    new  robust_acc=0.25"]

@@ -157,6 +157,22 @@ def test_the_report_counts_one_trial_in_the_singular():
     assert (_trials(1), _trials(0), _trials(2)) == ("1 trial", "0 trials", "2 trials")
 
 
+def test_the_report_lists_each_early_stopped_trial_with_its_rung_and_reason():
+    from analysis.report import _stopped_md
+
+    df = pd.DataFrame({"trial_id": ["a", "b"], "status": ["early_stopped", "finished"], "pretrain": ["standard"] * 2,
+                       "compression": ["quant", "quant"], "finetune": ["clean", "adversarial"],
+                       "finetune_epochs": [3, 3], "screen_rung": [1, 3], "screen_clean_acc": [0.9, 0.9],
+                       "screen_robust_acc": [0.02, 0.4], "flops_screen": [1.0, 2.0],
+                       "early_stopped_reason": ["place 4 of 4 (front 2), below the top 1", None]})
+    md = "\n".join(_stopped_md(df))
+    assert md.startswith("## Stopped early") and "1 stopped early (rung 1: 1): 2 fine-tuning epochs" in md
+    row = next(line for line in md.splitlines() if line.startswith("| a "))
+    assert "| 1 |" in row and "place 4 of 4 (front 2), below the top 1" in row
+    assert "| b " not in md
+    assert _stopped_md(df.assign(status="finished")) == []
+
+
 def test_the_compression_curves_figure_has_no_column_for_an_axis_the_sweep_did_not_vary(tmp_path):
     # a pruning-only sweep's weight-bits "curve" is the dense model alone: no column for it
     import matplotlib.pyplot as plt

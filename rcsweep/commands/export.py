@@ -51,7 +51,7 @@ from ..compress.plain import INT_BITS, grid_bits, plain_copy
 from ..config import TrialConfig
 from ..data import load_dataset
 from ..errors import UserError
-from ..fileio import atomic_write_json, sha256_file, temp_folder
+from ..fileio import atomic_write_json, make_folder, sha256_file, temp_folder
 from ..trial_status import flag_reason, row_flags
 from .features import load_trial
 from .model_card import file_size, model_card, now
@@ -121,7 +121,7 @@ def export_trials(folder, rows: pd.DataFrame, out, formats=("onnx",), force: boo
     check_trials(folder, rows, "export", "exported")
     check_models(folder, rows)
     check_flags(rows, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, "--out")
     stage = temp_folder(out.parent, f".{out.name}.export-")
     try:
         for _, r in rows.iterrows():

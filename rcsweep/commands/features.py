@@ -24,11 +24,19 @@ from ..attacks import PGD, threat_model
 from ..checkpoint import load_model, read_meta
 from ..data import load_dataset
 from ..errors import UserError
+from ..fileio import make_folder
 
 
 def feature_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``[(display name, module to hook)]`` in forward order (see the module docstring)."""
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+    """``[(display name, module to hook)]`` in forward order (see the module docstring). A Conv2d or
+    Linear with submodules of its own (a quantized layer's fake-quantizers) is one layer."""
+    leaves, inside = [], None
+    for n, m in model.named_modules():
+        if inside is not None and n.startswith(inside + "."):
+            continue  # a quantizer inside a layer
+        inside = n if isinstance(m, (nn.Conv2d, nn.Linear)) else None
+        if inside is not None or not list(m.children()):
+            leaves.append((n, m))
     out, counts = [], {"conv": 0, "fc": 0}
     for i, (name, m) in enumerate(leaves):
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -103,6 +111,8 @@ def feature_analysis(folder, trial_ids, n_examples: int = 128, eps=None, steps=N
     frames, inputs = [], {}
     for tid in trial_ids:
         model, p = load_trial(folder, tid)
+        if not feature_layers(model):
+            raise UserError(f"trial {tid}: its model has no Conv2d or Linear layer to measure")
         x, y = load_dataset(p["dataset"], "test", data_dir=data_dir, test_size=n_examples)
         e = p["eps_eval"] if eps is None else eps
         x_adv = attack(model, x, y, p["norm"], e, steps or p["eval_steps"])
@@ -153,7 +163,7 @@ def run_features(folder, trial_ids, out_stem, n_examples: int = 128, eps=None, s
     trial) and ``<stem>_maps.png/.svg`` (activation maps of the first trial). Returns the paths."""
     out_stem = Path(out_stem)
     changes, inputs = feature_analysis(folder, trial_ids, n_examples, eps, steps, data_dir)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out_stem.parent, "--out")
     changes.to_csv(out_stem.with_suffix(".csv"), index=False)
     e = changes["eps"].iloc[0]
     paths = [out_stem.with_suffix(".csv")]

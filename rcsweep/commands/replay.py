@@ -6,14 +6,17 @@ A sweep records every rung's screening (``screen_history``) when its file has ``
 rung decision (:func:`rcsweep.rungs.decide`) on those records: trials arrive in results.csv order
 (the order they started; asynchronous arrival at each rung is approximated by it), each goes
 through the replayed rungs it reaches, and every rung decides on the points that arrived before
-it, as the scheduler would have. References are never stopped. A trial that the recorded sweep
+it, as the scheduler would have; once a trial has finished, a final evaluation that flags it off
+the front (``suspect``, ``degenerate``, ...) withdraws its points from later decisions, as the
+scheduler does (:meth:`rcsweep.sweep.scheduler.RungScheduler.withdraw`). References are never stopped. A trial that the recorded sweep
 stopped itself counts as stopped at its recorded rung unless the replay stops it earlier; a
 replayed rung that a trial reached but did not record is an error (record with rungs covering
 the replayed ones).
 
 Reported: the trials stopped (rung and reason), the front's trials among them (the goal is none),
 the compute saved (fine-tuning after the rung, the final evaluation and the later rungs'
-screening; :mod:`rcsweep.compute` defines a sweep's compute) as FLOPs and seconds, and the
+screening; and, for every trial, the screening of recorded rungs that the replayed setting does
+not screen; :mod:`rcsweep.compute` defines a sweep's compute) as FLOPs and seconds, and the
 hypervolume kept (the front of the trials not stopped against the full front, one normalisation).
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ def simulate(table, objectives, es, num_classes, group=None) -> dict:
     ``group(row, rung) -> str``: which trials a rung compares (default: :func:`rcsweep.rungs.group_key`,
     what the scheduler uses; another rule only to measure it, as ``benchmarks/replay_grouping.py`` does)."""
     from ..rungs import decide, group_key, rung_point_of, rung_values
+    from ..trial_status import excluding_flags
 
     group = group or (lambda row, rung: group_key(row))
 
@@ -64,19 +68,28 @@ def simulate(table, objectives, es, num_classes, group=None) -> dict:
         else:
             if recorded_stop is not None:
                 out[tid] = (recorded_stop, "stopped in the recorded sweep")
+        if tid not in out and excluding_flags(row):  # as the scheduler withdraws them when the trial ends
+            for rung_points in points.values():
+                rung_points[:] = [p for p in rung_points if p.trial_id != tid]
     return out
 
 
-def saved(row, rung: int) -> dict:
-    """FLOPs and seconds a finished ``row`` would not have spent, stopped at ``rung``: its
-    fine-tuning after the rung, its final evaluation, and the screening of later rungs."""
-    total = number(row.get("finetune_epochs")) if row.get("finetune") != "none" else 0.0
-    left = 1.0 - rung / total if total else 0.0
-    later = [h for h in (row.get("screen_history") or []) if h["rung"] > rung]
-    return {"flops": left * number(row.get("flops_finetune")) + number(row.get("flops_evaluate"))
-            + sum(number(h.get("flops")) for h in later),
-            "seconds": left * number(row.get("time_finetune_s")) + number(row.get("time_evaluate_s"))
-            + sum(number(h.get("seconds")) for h in later)}
+def saved(row, rung, rungs=None) -> dict:
+    """FLOPs and seconds a recorded ``row`` would not have spent under the replayed rungs ``rungs``
+    (None: every rung it recorded), stopped at ``rung`` (None: not stopped): the screening of
+    recorded rungs the replay does not screen and, when stopped, its fine-tuning after the rung,
+    its final evaluation and the screening of later rungs. A row the recorded sweep stopped
+    itself saves only screening."""
+    unscreened = [h for h in (row.get("screen_history") or [])
+                  if (rung is not None and h["rung"] > rung) or (rungs is not None and h["rung"] not in rungs)]
+    out = {"flops": sum(number(h.get("flops")) for h in unscreened),
+           "seconds": sum(number(h.get("seconds")) for h in unscreened)}
+    if rung is not None and row.get("status") == "finished":
+        total = number(row.get("finetune_epochs")) if row.get("finetune") != "none" else 0.0
+        left = 1.0 - rung / total if total else 0.0
+        out["flops"] += left * number(row.get("flops_finetune")) + number(row.get("flops_evaluate"))
+        out["seconds"] += left * number(row.get("time_finetune_s")) + number(row.get("time_evaluate_s"))
+    return out
 
 
 def replay(folder, es=None) -> str:
@@ -100,6 +113,10 @@ def replay(folder, es=None) -> str:
                             f"screening ({key} {recorded_es.get(key)}); only rungs, eta and margin_se can")
     es = parse_early_stopping({**given, "stop": True}, search="replay", objectives=spec.objectives,
                               fixed=spec.fixed, space=spec.space)
+    unrecorded = [r for r in es.rungs if recorded_es and r not in recorded_es.get("rungs", ())]
+    if unrecorded:
+        raise UserError(f"--early-stopping: rungs: {unrecorded[0]} was not screened by the sweep (it screened rungs "
+                        f"{list(recorded_es['rungs'])}); replay rungs among those")
     table = load_results(folder)
     if "screen_history" not in table or not table["screen_history"].map(bool).any():
         raise UserError(f"{folder}: no trial recorded its screening (run the sweep with early_stopping, "
@@ -145,12 +162,11 @@ def replay_table(table, objectives, es) -> dict:
     kept_front, _ = front_and_usable(kept_rows, objectives) if len(kept_rows) else (kept_rows, kept_rows)
     objs = parse_objectives([f"{m}:{d}" for m, d in objectives])
     refs = reference_values(usable, objs)
-    by_id = table.set_index("trial_id")
     save = {k: 0.0 for k in SAVED_PARTS}
-    for tid, (rung, _) in stops.items():
-        if by_id.loc[tid, "status"] == "finished":
-            for k, v in saved(by_id.loc[tid], rung).items():
-                save[k] += v
+    for _, row in table.iterrows():
+        stop = stops.get(row["trial_id"])
+        for k, v in saved(row, None if stop is None else stop[0], es.rungs).items():
+            save[k] += v
     return {"stops": stops, "front": front, "front_stopped": sorted(set(front["trial_id"]) & set(stops)),
             "compute": sweep_compute(table), "saved": save,
             "hv_full": hypervolume(gains(front, objs, refs)) if len(front) else 0.0,

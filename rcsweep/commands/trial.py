@@ -33,7 +33,11 @@ def register(sub) -> None:
     e.add_argument("--attack", default="full",
                    help="'full' (APGD-CE with restarts, then APGD-DLR on survivors; the default) or one registered "
                         "attack run alone (pgd, apgd, fgsm, or 'package.module:Class')")
-    e.add_argument("--test-size", type=int, help="evaluate on the first N test images")
+    e.add_argument("--test-size", type=int, help="evaluate on the first N test images (default: the images the "
+                                                  "model's trial was evaluated on, on its own dataset)")
+    e.add_argument("--seed", type=int, default=None,
+                   help="seed of the attacks' random starts (default: the model's trial seed, as its trial's "
+                        "evaluation and rcsweep reevaluate use: the same settings give the same numbers)")
     e.add_argument("--data-dir")
     e.add_argument("--device")
     e.add_argument("--out", help="write the result as JSON to this file")
@@ -108,7 +112,7 @@ def cmd_eval(args) -> int:
     from ..errors import UserError
     from ..evaluate import evaluate
     from ..fileio import atomic_write_json
-    from ..pipeline import resolve_device
+    from ..pipeline import resolve_device, seed_everything
 
     _, meta = read_meta(args.model)
     cfg = TrialConfig.from_flat(meta["config"])
@@ -133,8 +137,10 @@ def cmd_eval(args) -> int:
         raise UserError(f"--dataset {dataset} has images of shape {info.shape}, the model expects "
                         f"{dataset_info(cfg.dataset).shape}")
     device = resolve_device(args.device)
-    x, y = load_dataset(dataset, "test", data_dir=args.data_dir, test_size=args.test_size)
+    test_size = args.test_size if args.test_size is not None or dataset != cfg.dataset else cfg.test_size
+    x, y = load_dataset(dataset, "test", data_dir=args.data_dir, test_size=test_size)
     model = load_model(args.model, device)
+    seed_everything(cfg.seed if args.seed is None else args.seed)  # as the trial's evaluate stage
     res = evaluate(model, x, y, norm=norm, eps_eval=eps[0], eps_curve=eps, steps=args.steps or cfg.eval_steps,
                    restarts=args.restarts or cfg.eval_restarts, device=device, num_classes=info.num_classes,
                    attack=attack_cls, targets=cfg.eval_targets if args.targets is None else args.targets)

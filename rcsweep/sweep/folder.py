@@ -28,9 +28,8 @@ import yaml
 from ..errors import UserError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..results import COLUMNS, RESULTS_FILE, locked, read_rows
-from ..sweepfile import SweepSpec, load_sweep, parse_sweep
+from ..sweepfile import SWEEP_FILE, SweepSpec, load_sweep, read_sweep_folder
 
-SWEEP_FILE = "sweep.yaml"
 TUNE_DIR = "tune"
 DRIVER_FILE = "driver.json"
 SEARCH_FILE = "search.json"  # why the searcher stopped early, for rcsweep status
@@ -109,14 +108,8 @@ def write_spec(folder: Path, spec: SweepSpec, prov: dict, resumes: list | None =
 
 
 def read_sweep_file(folder) -> tuple[SweepSpec, dict]:
-    """``(spec, provenance)`` from ``folder/sweep.yaml``; a UserError if it is not a sweep folder."""
-    folder = Path(folder)
-    path = folder / SWEEP_FILE
-    if not path.is_file():
-        raise UserError(f"{folder} is not a rcsweep sweep folder (no {SWEEP_FILE})")
-    doc = yaml.safe_load(path.read_text()) or {}
-    prov = doc.pop("provenance", {}) if isinstance(doc, dict) else {}
-    return parse_sweep(doc, doc.get("name") or "sweep"), prov  # its trackers are checked where used
+    """``(spec, provenance)`` from ``folder/sweep.yaml`` (:func:`rcsweep.sweepfile.read_sweep_folder`)."""
+    return read_sweep_folder(folder)
 
 
 def read_spec(folder) -> SweepSpec:

@@ -43,16 +43,22 @@ class SweepProgress(Callback):
         self._last_table = 0.0
         self._stage: dict = {}
         self._best = None
+        self._before: set = set()  # trials finished or stopped before a resume
 
     def setup(self, **info):
         # also runs after Tuner.restore, which brings back the callback pickled at the start
         self._start = self._last_table = time.monotonic()
+        self._before = set()
         self.total = read_spec(self.folder).total_trials()
 
     def _say(self, text: str) -> None:
         print(f"[{time.monotonic() - self._start:6.0f}s] {text}", file=sys.stdout, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        folder = Path(self.folder) / "trials" / trial.trial_id
+        if (folder / "record.json").is_file() or stopped(folder) is not None:
+            self._before.add(trial.trial_id)  # done before a resume: Tune runs it only to hear so
+            return
         self._say(f"start   {trial.trial_id}  {describe(trial.config.get('trial', {}))}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -63,12 +69,13 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         r = trial.last_result or {}
+        before = " (before the resume)" if trial.trial_id in self._before else ""
         stop = stopped(Path(self.folder) / "trials" / trial.trial_id)
         if stop is not None:  # the early-stopping scheduler ended it at a rung
-            self._say(f"stopped {trial.trial_id}  at rung {stop['rung']}: {stop['reason']}")
+            self._say(f"stopped {trial.trial_id}  at rung {stop['rung']}{before}: {stop['reason']}")
             return
         shown = "  ".join(f"{m}={r[m]:.4g}" for m, _ in self.objectives if isinstance(r.get(m), (int, float)))
-        self._say(f"done    {trial.trial_id}  {shown}")
+        self._say(f"done    {trial.trial_id}  {shown}{before}")
         metric, direction = self.objectives[0]
         value = r.get(metric)
         if isinstance(value, (int, float)) and (self._best is None or (value > self._best[0]) == (direction == "max")):

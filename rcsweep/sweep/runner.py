@@ -14,6 +14,7 @@ checks this from every node and warns when they do not see it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -26,14 +27,15 @@ import ray
 from ray import tune
 
 from ..errors import ConfigError, UserError
+from ..fileio import atomic_write_json
 from ..results import read_rows, upsert_rows
 from ..sweepfile import SweepSpec
 from ..tracking import check_trackers
-from .folder import (SEARCH_FILE, TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
+from .folder import (ES_STATE_FILE, SEARCH_FILE, TUNE_DIR, add_resume, clear_driver, driver_alive, now, provenance, read_driver,
                      new_folder, own_ray_processes, read_sweep_file, remove_rows, resolve_spec, search_exhausted,
                      stop_left_behind, write_driver, write_spec)
 from .progress import SweepProgress
-from .scheduler import RungScheduler
+from .scheduler import RungScheduler, drop_unknown
 from .search import build_searcher
 from .store import pretrained_models, seed_store
 from .summary import format_status, pareto_front, sweep_status
@@ -186,7 +188,13 @@ def _conclude(folder: Path, quiet: bool) -> SweepOutcome:
 def _reconcile(folder: Path, known: set) -> None:
     """Drop the rows and set aside the folders of trials Ray Tune has no record of: started by a
     driver killed before its next state save, they are not part of the sweep (their pretrained
-    models stay in the store). Keeps ``results.csv`` at exactly the Tuner's trials."""
+    models stay in the store). Keeps ``results.csv`` and the early-stopping state at exactly the
+    Tuner's trials."""
+    state_file = folder / ES_STATE_FILE
+    if state_file.is_file():  # the scheduler drops them when it first reads the file; a run it never saw too
+        state = json.loads(state_file.read_text())
+        if drop_unknown(state, known):
+            atomic_write_json(state_file, state)
     orphans = [r["trial_id"] for r in read_rows(folder) if r["trial_id"] not in known]
     if not orphans:
         return

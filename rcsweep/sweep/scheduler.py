@@ -34,6 +34,7 @@ from ..results import record_to_row, upsert_rows
 from ..rungs import Decision, RungPoint, decide
 from ..screening import screening_metrics
 from ..sweepfile import SweepSpec
+from ..trial_status import excluding_flags
 from . import checkpoints
 from .folder import ES_STATE_FILE
 from .rung_report import RUNGS_FILE, rung_point
@@ -56,17 +57,25 @@ class RungScheduler(FIFOScheduler):
         if result.get("rung") is None:
             return TrialScheduler.CONTINUE
         folder = Path(trial.config["_sweep"]["dir"])
-        decision = self.judge(folder, trial.trial_id, result, reference=bool(trial.config.get("reference")))
+        decision = self.judge(folder, trial.trial_id, result, reference=bool(trial.config.get("reference")),
+                              known={t.trial_id for t in tune_controller.get_trials()})
         if decision.stop:
             record_stop(folder, trial.trial_id, trial.config["trial"], bool(trial.config.get("reference")),
                         int(result["rung"]), decision.reason)
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
-    def judge(self, folder: Path, trial_id: str, result: dict, reference: bool = False) -> Decision:
+    def on_trial_complete(self, tune_controller, trial, result):
+        flags = excluding_flags({"flags": (result or {}).get("flags")})
+        if flags:  # its final evaluation keeps it off the front: its points no longer stop others
+            self.withdraw(Path(trial.config["_sweep"]["dir"]), trial.trial_id,
+                          f"flagged {', '.join(flags)} by its final evaluation")
+
+    def judge(self, folder: Path, trial_id: str, result: dict, reference: bool = False, known=None) -> Decision:
         """The decision for ``trial_id``'s rung report ``result``: recorded and returned (the one
-        recorded before, for a point reported again)."""
-        state = self.state(folder)
+        recorded before, for a point reported again). The rung's withdrawn points
+        (:meth:`withdraw`) take no part. ``known``: the trial ids Tune holds (:meth:`state`)."""
+        state = self.state(folder, known)
         points = state.setdefault(f"{result['rung_group']}|{int(result['rung'])}", [])
         for p in points:
             if p["trial_id"] == trial_id:
@@ -75,23 +84,49 @@ class RungScheduler(FIFOScheduler):
         if reference:
             decision = Decision(False, "a reference: never stopped")
         else:
-            decision = decide([_point(p) for p in points] + [point], trial_id, self.objectives, eta=self.es.eta,
-                              margin_se=self.es.margin_se, num_classes=int(result["rung_classes"]))
+            decision = decide([_point(p) for p in points if not p.get("withdrawn")] + [point], trial_id,
+                              self.objectives, eta=self.es.eta, margin_se=self.es.margin_se,
+                              num_classes=int(result["rung_classes"]))
         points.append({**asdict(point), "decision": asdict(decision)})
         atomic_write_json(folder / STATE_FILE, state)
         return decision
 
-    def state(self, folder: Path) -> dict:
-        """The rungs' points (read from ``folder/early_stopping.json`` on first use)."""
+    def withdraw(self, folder: Path, trial_id: str, why: str) -> None:
+        """Take ``trial_id``'s points out of every later decision, saying ``why`` (kept in the state):
+        a trial whose final evaluation flags it off the front (``suspect``: white-box attacks, the
+        screening's PGD among them, overstate its robustness; ``degenerate``; ...) must not stop
+        others with its screening."""
+        state = self.state(folder)
+        hit = [p for points in state.values() for p in points if p["trial_id"] == trial_id and not p.get("withdrawn")]
+        for p in hit:
+            p["withdrawn"] = why
+        if hit:
+            atomic_write_json(folder / STATE_FILE, state)
+
+    def state(self, folder: Path, known=None) -> dict:
+        """The rungs' points (read from ``folder/early_stopping.json`` on first use). ``known``: the
+        trial ids Tune holds; on first use, the points of any other trial are dropped: a trial
+        started after Tune's last state save by a driver killed since is not part of the sweep (the
+        resume sets it aside, ``rcsweep.sweep.runner._reconcile``)."""
         if self._state is None:
             path = folder / STATE_FILE
             self._state = json.loads(path.read_text()) if path.is_file() else {}
+            if known is not None and drop_unknown(self._state, known):
+                atomic_write_json(path, self._state)
         return self._state
 
     def __getstate__(self):  # pickled with the Tuner: the state lives in its file
         state = dict(self.__dict__)
         state["_state"] = None
         return state
+
+
+def drop_unknown(state: dict, known) -> list[str]:
+    """Remove from a scheduler ``state`` the points of trials not in ``known``; their ids."""
+    gone = sorted({p["trial_id"] for points in state.values() for p in points} - set(known))
+    for key in list(state):
+        state[key] = [p for p in state[key] if p["trial_id"] in known]
+    return gone
 
 
 def _point(p: dict) -> RungPoint:

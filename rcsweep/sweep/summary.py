@@ -74,6 +74,14 @@ def _nothing_stopped(st: Status) -> str:
             f"and fine-tuning epochs)")
 
 
+def _recorded_only(st: Status) -> str:
+    """What a ``stop: false`` sweep's screening holds: rungs screened and recorded, none stopped."""
+    histories = st.table["screen_history"] if st.table is not None and "screen_history" in st.table else []
+    looks = sum(len(h) for h in histories if isinstance(h, list))
+    return (f"stop: false: {looks} rung screenings recorded (rungs {list(st.spec.early_stopping.rungs)}), none "
+            f"stopped; 'rcsweep replay {st.folder}' shows what stopping would have done")
+
+
 def format_status(st: Status) -> str:
     state = st.driver if st.driver != "stopped" else ("complete" if st.complete else "stopped")
     early = st.counts.get("early_stopped", 0)
@@ -83,6 +91,8 @@ def format_status(st: Status) -> str:
     stopped = stopped_summary(st.table)
     if stopped:
         lines.append(f"early stopping: {stopped}")
+    elif st.spec.early_stopping is not None and not st.spec.early_stopping.stop:
+        lines.append(f"early stopping: {_recorded_only(st)}")
     elif st.spec.early_stopping is not None:
         lines.append(f"early stopping: {_nothing_stopped(st)}")
     if st.exhausted:

@@ -156,13 +156,33 @@ TOP_LEVEL = tuple(f.name for f in dataclasses.fields(SweepSpec) if f.name != "se
 
 
 
+SWEEP_FILE = "sweep.yaml"  # a sweep folder's validated sweep, as run, plus its provenance
+
+
+def read_sweep_folder(folder) -> tuple[SweepSpec, dict]:
+    """``(spec, provenance)`` from a sweep folder's ``sweep.yaml`` (the sweep as run, plus the
+    ``provenance`` section rcsweep adds); a UserError if ``folder`` has none. Its trackers are
+    not checked (where they are used, they are)."""
+    folder = Path(folder)
+    path = folder / SWEEP_FILE
+    if not path.is_file():
+        raise UserError(f"{folder} is not a rcsweep sweep folder (no {SWEEP_FILE})")
+    doc = yaml.safe_load(path.read_text()) or {}
+    prov = doc.pop("provenance", {}) if isinstance(doc, dict) else {}
+    return parse_sweep(doc, doc.get("name") or "sweep"), prov
+
+
 def load_sweep(source, name: str | None = None) -> SweepSpec:
     """A validated SweepSpec from a YAML path or a dict, its experiment trackers installed and
     reachable (:func:`rcsweep.tracking.check_trackers`; a sweep folder's own ``sweep.yaml`` is read
-    with :func:`parse_sweep`, which does not ask)."""
+    with :func:`read_sweep_folder`, which does not ask). A file's ``provenance`` section, which a
+    sweep folder's ``sweep.yaml`` has, is ignored: such a file can be run again."""
     if isinstance(source, dict):
         return _checked(parse_sweep(source, name or source.get("name") or "sweep"))
     path = Path(source)
+    if path.is_dir():
+        hint = f"; its sweep file is {path / SWEEP_FILE}" if (path / SWEEP_FILE).is_file() else ""
+        raise UserError(f"{path} is a folder, not a sweep file{hint}")
     if not path.is_file():
         raise UserError(f"sweep file {path} does not exist")
     try:
@@ -177,6 +197,8 @@ def load_sweep(source, name: str | None = None) -> SweepSpec:
         raise UserError(f"{path} is empty")
     if not isinstance(data, dict):
         raise UserError(f"{path}: a sweep file must be a mapping of fields, got {type(data).__name__}")
+    if isinstance(data.get("provenance"), dict):  # a sweep folder's sweep.yaml, run or validated again
+        data.pop("provenance")
     return _checked(parse_sweep(data, name or data.get("name") or path.stem))
 
 
@@ -185,6 +207,36 @@ def _checked(spec: SweepSpec) -> SweepSpec:
     check_trackers(spec.tracking)
     return spec
 
+
+
+#: why a metric is not written by every trial, by its ``when`` (rcsweep.metrics_table)
+_NOT_WRITTEN = {"verified": "is written by 'rcsweep verify' after the sweep, never by a trial",
+                "constrained": "is written by the sweep's constraints, never by a trial",
+                "screened": "is written by early stopping's screening, not by every trial",
+                "quant": "is written only by quantized trials (a weight_bits)",
+                "act_quant": "is written only by trials with quantized activations (act_bits below 32)",
+                "int8": "is written only by trials with 8-bit weights and activations (weight_bits 8, act_bits 8)"}
+
+
+def objectives_written(spec: SweepSpec) -> None:
+    """Refuse an objective that some trial of ``spec`` cannot write (ConfigError naming it): the
+    searcher would be told such a trial failed (a new user's sweep on ``verified_robust_acc`` told
+    Optuna every trial failed and ran configurations again). Checked on each reference and every
+    point of a finite space; of a continuous one, on its trial at its defaults only."""
+    by_name = {m.name: m for m in metrics_table.METRICS}
+    configs = [(f"references[{i}]", spec.trial_config(overrides=r)) for i, r in enumerate(spec.references)]
+    points = spec.finite_points()
+    if points is None:
+        configs.append(("the space's trial at its defaults", spec.trial_config()))
+    else:
+        configs += [(f"the space's point {p}", spec.trial_config(p)) for p in points]
+    for metric, _ in spec.objectives:
+        m = by_name[metric]
+        for where, cfg in configs:
+            if not metrics_table.applies(m, cfg.to_flat()):
+                raise ConfigError(f"objectives.{metric}", f"{_NOT_WRITTEN.get(m.when, 'is not written by every trial')}"
+                                                          + ("" if m.when in ("verified", "constrained", "screened")
+                                                             else f", and {where} is not one"))
 
 
 def parse_sweep(data: dict, name: str) -> SweepSpec:
@@ -240,6 +292,7 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
         except ConfigError as e:
             raise ConfigError(f"references[{i}].{e.field}", str(e).split(": ", 1)[1]) from None
     structured_sparsity_reachable(spec)
+    objectives_written(spec)
     if spec.search == "grid":
         n_grid = len(spec.grid())
         if spec.num_samples is not None and spec.num_samples != len(refs) + n_grid:
