@@ -72,7 +72,7 @@ def group_key(params: dict) -> str:
       early look ranks trials of one method against each other, not across methods. Measured: the
       early-stopping benchmark (docs/results/early-stopping) with every compression in one rung
       stopped front models (pruning at 0.5 and 0.7 with adversarial fine-tuning, at rung 0) in 3 of
-      3 seeds; pooling them only from rung 1 on stopped 1 or 2 of the grid's 7 front trials in 19 of
+      3 seeds; pooling them only from rung 1 on stopped a front trial of the grid's 7 in 14 of
       20 replayed arrival orders.
     - **Total epochs**: a learning-rate schedule depends on the total, so epoch 1 of 3 is not epoch
       1 of 9; and where a cost that grows with the epochs is an objective, even rung 0 (before any
@@ -84,7 +84,7 @@ def group_key(params: dict) -> str:
       another in every objective it is a worse route, not an earlier one (clean fine-tuning erodes
       robust accuracy as it goes). A cost objective keeps a cheaper method from being dominated by
       a costlier one. Measured on the recorded grid of the 54-point space (20 random arrival
-      orders): 0 of its 7 front trials stopped, and the sweep's compute fell from 0.94x to 0.80x of
+      orders): 0 of its 7 front trials stopped, and the sweep's compute fell from 0.96x to 0.83x of
       the grid's without early stopping (methods in separate rungs filled them too slowly to decide).
 
     Key: ``"prune_structured/3"``."""
