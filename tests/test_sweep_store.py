@@ -60,6 +60,29 @@ def test_a_corrupted_pretrained_model_is_set_aside_and_trained_again(tmp_path):
     assert list(count_trainings(tmp_path).values()) == [1]
 
 
+def test_a_collapsed_shared_pretraining_is_not_trained_again_by_the_trials_sharing_it(tmp_path):
+    """A new user's grid: 3 trials shared a pretraining that collapsed, and each trained it again
+    from scratch before collapsing the same way (training is seeded: deterministic)."""
+    import pytest
+
+    from rcsweep.errors import TrainingCollapsed
+    from rcsweep.sweep.store import COLLAPSED_FILE, PretrainStore
+
+    store = PretrainStore(tmp_path)
+
+    def collapse():
+        raise TrainingCollapsed("robust accuracy at chance after 3 epochs")
+
+    with pytest.raises(TrainingCollapsed):
+        store.model(CFG, collapse, who="t1")
+    trained = []
+    with pytest.raises(TrainingCollapsed, match="collapsed in trial t1; not trained again"):
+        store.model(CFG, lambda: trained.append(1) or _fake_training(0), who="t2")
+    assert trained == [] and (store.folder(CFG) / COLLAPSED_FILE).is_file()
+    (store.folder(CFG) / COLLAPSED_FILE).unlink()  # what resume --retry-failed does
+    assert store.model(CFG, lambda: _fake_training(0), who="t3")[1]["trained_here"]
+
+
 def test_stage_checkpoints_keep_two_and_fall_back_past_a_bad_one(tmp_path, capsys):
     from rcsweep.sweep import checkpoints
 

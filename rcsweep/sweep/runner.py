@@ -37,7 +37,8 @@ from .folder import (ES_STATE_FILE, SEARCH_FILE, TUNE_DIR, add_resume, clear_dri
 from .progress import SweepProgress
 from .scheduler import RungScheduler, drop_unknown
 from .search import build_searcher
-from .store import pretrained_models, seed_store
+from .store import COLLAPSED_FILE as STORE_COLLAPSED_FILE
+from .store import STORE_DIR, pretrained_models, seed_store
 from .summary import format_status, pareto_front, sweep_status
 from .trainable import COLLAPSED_FILE, TRIALS_DIR, sweep_trial
 from .trackers import tracker_callbacks
@@ -150,8 +151,9 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
         (folder / SEARCH_FILE).unlink(missing_ok=True)  # the resumed search says again if it ends early
         add_resume(folder, spec, {"time": now(), "command": provenance(argv)["command"],
                                   "num_samples": spec.total_trials(), "retry_failed": retry_failed})
-        if retry_failed:  # the user asks again: a collapsed trial runs again too
-            for marker in (folder / TRIALS_DIR).glob(f"*/{COLLAPSED_FILE}"):
+        if retry_failed:  # the user asks again: a collapsed trial, or shared pretraining, runs again too
+            for marker in [*(folder / TRIALS_DIR).glob(f"*/{COLLAPSED_FILE}"),
+                           *(folder / STORE_DIR).glob(f"*/{STORE_COLLAPSED_FILE}")]:
                 marker.unlink()
         tuner = tune.Tuner.restore(str(folder / TUNE_DIR), _trainable(spec), param_space=_param_space(spec, folder),
                                    resume_unfinished=True, resume_errored=retry_failed)

@@ -42,10 +42,11 @@ from typing import Callable
 from ..checkpoint import load_model, save_model
 from ..config import TrialConfig
 from ..energy import EnergySettings, StageClock
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError, TrainingCollapsed, UserError
 from ..fileio import atomic_write_json
 
 STORE_DIR = "pretrained"
+COLLAPSED_FILE = "collapsed.json"  # in a model's folder: its pretraining collapsed (retried on --retry-failed)
 
 
 def pretrain_id(cfg: TrialConfig) -> str:
@@ -116,12 +117,14 @@ class PretrainStore:
         ``trained_here``. ``on_wait`` is called once if another trial holds the lock. ``energy``:
         the settings the training's energy is measured with."""
         folder = self.folder(cfg)
+        _raise_if_collapsed(folder)
         if _complete(folder):
             try:
                 return load_model(folder, device), {**_read(folder), "trained_here": False}
             except CheckpointError:
                 pass  # set aside and retrained below, under the lock
         with self._lock(folder, on_wait):
+            _raise_if_collapsed(folder)  # the trial that held the lock saw it collapse
             if _complete(folder):
                 try:
                     return load_model(folder, device), {**_read(folder), "trained_here": False}
@@ -131,7 +134,12 @@ class PretrainStore:
             folder.mkdir(parents=True, exist_ok=True)
             _log(folder, "start", who)
             clock = StageClock(energy or EnergySettings())
-            model, history = train()
+            try:
+                model, history = train()
+            except TrainingCollapsed as e:  # deterministic: every trial sharing it would collapse again
+                atomic_write_json(folder / COLLAPSED_FILE, {"error": str(e), "trained_by": who})
+                _log(folder, "collapsed", who, error=str(e))
+                raise
             seconds, kwh = clock.read()
             save_model(model, folder, dense_config(cfg), {"compression": {"method": "none"}})
             info = {"key": cfg.pretrain_key(), "seconds": seconds, "energy_kwh": kwh,
@@ -210,6 +218,16 @@ def _alive(pid) -> bool:
     except (OSError, TypeError, ValueError):
         return False
     return True
+
+
+def _raise_if_collapsed(folder: Path) -> None:
+    """TrainingCollapsed when the pretraining in ``folder`` collapsed before (its ``collapsed.json``)."""
+    try:
+        seen = json.loads((folder / COLLAPSED_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    raise TrainingCollapsed(f"{seen.get('error')} (the shared pretraining collapsed in trial "
+                            f"{seen.get('trained_by') or '?'}; not trained again: resume with --retry-failed to retry it)")
 
 
 def _complete(folder: Path) -> bool:
