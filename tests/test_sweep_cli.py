@@ -181,6 +181,9 @@ def test_validate_says_when_a_finite_space_is_smaller_than_the_trials_asked_for(
                                                         "sparsity": {"uniform": [0.1, 0.9]}}}
     rc, out = _run_cli(["validate", _write(tmp_path, "cont", continuous)], capsys)
     assert rc == 0 and "distinct configurations" not in out.out
+    stepped = {**continuous, "space": {**continuous["space"], "sparsity": {"uniform": [0.1, 0.9], "step": 0.1}}}
+    rc, out = _run_cli(["validate", _write(tmp_path, "stepped", stepped)], capsys)
+    assert rc == 0 and "space sparsity: uniform [0.1, 0.9], step 0.1" in out.out  # the grid it is searched on
 
 
 def test_validate_prints_the_sampler_options(tmp_path, capsys):
@@ -251,3 +254,15 @@ def test_a_sweep_folders_own_file_gives_its_objectives_and_can_be_run_again(tmp_
     (folder / "sweep.yaml").write_text("objectives: [")  # damaged: said, and the default applies
     assert sweep_objectives(folder) == "robust_acc:max,model_bits:min"
     assert "sweep.yaml unreadable" in capsys.readouterr().err
+
+
+def test_resume_names_the_flag_when_num_samples_would_shrink_the_sweep(tmp_path, capsys):
+    from rcsweep.sweep.folder import write_spec
+    from rcsweep.sweepfile import load_sweep
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    write_spec(folder, load_sweep({**GOOD, "name": "s", "num_samples": 3}), {})
+    rc, out = _run_cli(["resume", str(folder), "--num-samples", "2"], capsys)
+    assert rc == 2 and out.err.strip() == ("rcsweep: error: --num-samples: 2 is fewer than the sweep's 3 trials "
+                                           "(it can only grow)")

@@ -88,10 +88,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    from ..errors import UserError
     from ..sweep.folder import read_spec
 
     if args.num_samples is not None:
-        _checked(read_spec(args.dir).to_dict(), num_samples=args.num_samples)
+        spec = read_spec(args.dir)
+        if args.num_samples < spec.total_trials():  # named as the flag the user wrote
+            raise UserError(f"--num-samples: {args.num_samples} is fewer than the sweep's {spec.total_trials()} "
+                            f"trials (it can only grow)")
+        _checked(spec.to_dict(), num_samples=args.num_samples)
     from ..sweep.runner import resume_sweep
 
     return resume_sweep(args.dir, num_samples=args.num_samples, retry_failed=args.retry_failed,

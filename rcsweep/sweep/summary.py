@@ -191,7 +191,8 @@ def describe_spec(spec: SweepSpec) -> str:
              f"  at most {spec.max_concurrent} at once, each with {spec.resources['cpu']:g} CPU, "
              f"{spec.resources['gpu']:g} GPU; retries per trial {spec.max_failures}"]
     lines += [f"  fixed {k} = {v}" for k, v in spec.fixed.items()]
-    lines += [f"  space {n}: {d.kind} {list(d.values)}" for n, d in spec.space.items()]
+    lines += [f"  space {n}: {d.kind} {list(d.values)}" + (f", step {d.step:g}" if d.step is not None else "")
+              + (f", default {d.default}" if d.default is not None else "") for n, d in spec.space.items()]
     known = [spec.trial_config(overrides=r) for r in spec.references]
     lines += [f"  reference {i}: {dict(r)}" for i, r in enumerate(spec.references)]
     if spec.search == "grid":
