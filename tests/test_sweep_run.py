@@ -75,7 +75,7 @@ def test_tiny_sweep_completes_and_records_the_failed_trial(tiny):
     assert failed["error"].endswith("(not retried: it collapsed before)")
     assert (folder / "trials" / failed["trial_id"] / "collapsed.json").is_file()
     failed_key = next(k for k, events in trainings(folder).items() if "done" not in events)
-    assert trainings(folder)[failed_key] == ["start"]
+    assert trainings(folder)[failed_key] == ["start", "collapsed"]  # the store records it: not trained again
     done = df[df["status"] == "finished"]
     assert done["robust_acc"].notna().all() and done["time_finetune_s"].notna().all()
     ref = df[df["is_reference"]]
@@ -147,7 +147,8 @@ def test_resume_extends_and_retries_failed_without_rerunning_a_finished_trial(ti
     runs = trainings(tiny.folder)
     assert all(events == ["start", "done"] for events in runs.values() if "done" in events)
     failed_key = next(k for k, events in runs.items() if "done" not in events)
-    assert runs[failed_key] == runs_before[failed_key] + ["start"]  # the failed trial, and only it, ran again
+    # the failed trial, and only it, ran again: --retry-failed cleared the store's collapse record
+    assert runs[failed_key] == runs_before[failed_key] + ["start", "collapsed"]
     failed = load_results(tiny.folder).query("status == 'failed'").iloc[0]
     assert failed["error"] == "TrainingCollapsed: loss became nan (lr too high?)"  # trained again, not skipped
     assert (tiny.folder / "trials" / failed["trial_id"] / "collapsed.json").is_file()
