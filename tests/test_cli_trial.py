@@ -121,7 +121,7 @@ def test_eval_unknown_attack_and_bad_eps(digits_trials):
     rc, err = _cli("eval", folder, "--attack", "deepfool")
     assert rc == 2 and "unknown attack 'deepfool'" in err
     rc, err = _cli("eval", folder, "--eps", "1.5")
-    assert rc == 2 and "outside [0, 1]" in err
+    assert rc == 2 and "--eps: epsilon 1.5 is outside [0, 1]" in err  # the flag, not the config's eps_eval
     rc, err = _cli("eval", folder, "--dataset", "cifar10")
     assert rc == 2 and "shape" in err
     rc, err = _cli("eval", folder, "--targets", "-1")

@@ -109,7 +109,7 @@ def cmd_eval(args) -> int:
     from ..checkpoint import load_model, read_meta
     from ..config import TrialConfig, parse_number
     from ..data import dataset_info, load_dataset
-    from ..errors import UserError
+    from ..errors import ConfigError, UserError
     from ..evaluate import evaluate
     from ..fileio import atomic_write_json
     from ..pipeline import resolve_device, seed_everything
@@ -119,8 +119,11 @@ def cmd_eval(args) -> int:
     dataset = args.dataset or cfg.dataset
     norm = args.norm or cfg.norm
     eps = [parse_number(e, "--eps") for e in args.eps] if args.eps else [cfg.eps_eval]
-    for x in eps:  # validate through the config's own epsilon rules
-        TrialConfig(dataset=cfg.dataset, norm=norm, eps_eval=x)
+    for x in eps:  # validate through the config's own epsilon rules, reported under the flag given
+        try:
+            TrialConfig(dataset=cfg.dataset, norm=norm, eps_eval=x)
+        except ConfigError as e:
+            raise UserError(f"--eps: {str(e).split(': ', 1)[1]}") from None
     for name in ("steps", "restarts", "test_size"):
         v = getattr(args, name)
         if v is not None and v < 1:
