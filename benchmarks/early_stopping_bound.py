@@ -243,15 +243,11 @@ def floor_lines(sweeps: Path, grid: Path, recorded: Path) -> list[str]:
 
 def hv_kept(table, objectives, stops: set) -> float:
     """The hypervolume of ``table``'s front without the trials ``stops`` over its whole front's (one
-    reference point, the table's own)."""
-    from rcsweep.pareto import gains, hypervolume, parse_objectives, reference_values
-    from rcsweep.sweep.summary import front_and_usable
+    reference point, the table's own: :func:`rcsweep.commands.replay.hypervolume_kept`)."""
+    from rcsweep.commands.replay import hypervolume_kept
 
-    objs = parse_objectives([f"{m}:{d}" for m, d in objectives])
-    front, usable = front_and_usable(table, objectives)
-    refs = reference_values(usable, objs)
-    kept = front_and_usable(usable[~usable["trial_id"].isin(stops)], objectives)[0]
-    return hypervolume(gains(kept, objs, refs)) / hypervolume(gains(front, objs, refs))
+    _, full, kept = hypervolume_kept(table, objectives, stops)
+    return kept / full
 
 
 def main(argv=None) -> int:

@@ -8,10 +8,12 @@ class UserError(ValueError):
 
 
 class ConfigError(UserError):
-    """An invalid configuration value. ``field`` names the offending key."""
+    """An invalid configuration value. ``field`` names the offending key; ``message`` is what is
+    wrong with it (the error reads ``"<field>: <message>"``), for re-raising it under another name."""
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}")
 
 

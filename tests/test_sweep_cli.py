@@ -263,6 +263,8 @@ def test_resume_names_the_flag_when_num_samples_would_shrink_the_sweep(tmp_path,
     folder = tmp_path / "s"
     folder.mkdir()
     write_spec(folder, load_sweep({**GOOD, "name": "s", "num_samples": 3}), {})
+    (folder / "tune").mkdir()
+    (folder / "tune" / "tuner.pkl").write_bytes(b"")  # a sweep that started; refused before Tune reads it
     rc, out = _run_cli(["resume", str(folder), "--num-samples", "2"], capsys)
     assert rc == 2 and out.err.strip() == ("rcsweep: error: --num-samples: 2 is fewer than the sweep's 3 trials "
                                            "(it can only grow)")

@@ -152,25 +152,33 @@ def replay_table(table, objectives, es) -> dict:
     stops, one reference point)."""
     from ..compute import sweep_compute
     from ..data import dataset_info
-    from ..pareto import gains, hypervolume, parse_objectives, reference_values
-    from ..sweep.summary import front_and_usable
 
     num_classes = dataset_info(str(table["dataset"].iloc[0])).num_classes
     stops = simulate(table, objectives, es, num_classes)
-    front, usable = front_and_usable(table, objectives)
-    kept_rows = usable[~usable["trial_id"].isin(list(stops))]
-    kept_front, _ = front_and_usable(kept_rows, objectives) if len(kept_rows) else (kept_rows, kept_rows)
-    objs = parse_objectives([f"{m}:{d}" for m, d in objectives])
-    refs = reference_values(usable, objs)
+    front, hv_full, hv_kept = hypervolume_kept(table, objectives, stops)
     save = {k: 0.0 for k in SAVED_PARTS}
     for _, row in table.iterrows():
         stop = stops.get(row["trial_id"])
         for k, v in saved(row, None if stop is None else stop[0], es.rungs).items():
             save[k] += v
     return {"stops": stops, "front": front, "front_stopped": sorted(set(front["trial_id"]) & set(stops)),
-            "compute": sweep_compute(table), "saved": save,
-            "hv_full": hypervolume(gains(front, objs, refs)) if len(front) else 0.0,
-            "hv_kept": hypervolume(gains(kept_front, objs, refs)) if len(kept_front) else 0.0}
+            "compute": sweep_compute(table), "saved": save, "hv_full": hv_full, "hv_kept": hv_kept}
+
+
+def hypervolume_kept(table, objectives, stopped) -> tuple:
+    """``(front, hv_full, hv_kept)``: the Pareto front of a results ``table``'s usable trials, its
+    hypervolume, and the hypervolume of the front left when the trial ids ``stopped`` are removed,
+    with one reference point (the table's usable trials') for both; 0.0 for an empty front."""
+    from ..pareto import gains, hypervolume, parse_objectives, reference_values
+    from ..sweep.summary import front_and_usable
+
+    front, usable = front_and_usable(table, objectives)
+    kept_rows = usable[~usable["trial_id"].isin(list(stopped))]
+    kept_front, _ = front_and_usable(kept_rows, objectives) if len(kept_rows) else (kept_rows, kept_rows)
+    objs = parse_objectives([f"{m}:{d}" for m, d in objectives])
+    refs = reference_values(usable, objs)
+    return (front, hypervolume(gains(front, objs, refs)) if len(front) else 0.0,
+            hypervolume(gains(kept_front, objs, refs)) if len(kept_front) else 0.0)
 
 
 def _share(part: float, whole: float) -> str:

@@ -55,18 +55,29 @@ def register(sub) -> None:
 
 def _checked(source, name=None, sets=None, **flags):
     """The resolved sweep; a bad override is reported under its flag (``--num-samples: ...``)."""
-    from ..errors import ConfigError, UserError
+    from ..errors import ConfigError
     from ..sweep.folder import resolve_spec
 
     try:
         return resolve_spec(source, name, sets, **flags)
     except ConfigError as e:
-        if flags.get(e.field) is not None:
-            raise UserError(f"--{e.field.replace('_', '-')}: {str(e).split(': ', 1)[1]}") from None
-        key = e.field[len("fixed."):] if e.field.startswith("fixed.") else None
-        if sets and key in sets:  # the user wrote --set KEY=..., not fixed.KEY
-            raise UserError(f"--set {key}: {str(e).split(': ', 1)[1]}") from None
+        flagged = _under_flag(e, flags, sets)
+        if flagged is not None:
+            raise flagged from None
         raise
+
+
+def _under_flag(e, flags: dict, sets=None):
+    """The UserError naming the command-line flag (``--num-samples``, ``--set KEY``) that gave the
+    value ConfigError ``e`` refuses, or None when no flag did."""
+    from ..errors import UserError
+
+    if flags.get(e.field) is not None:
+        return UserError(f"--{e.field.replace('_', '-')}: {e.message}")
+    key = e.field[len("fixed."):] if e.field.startswith("fixed.") else None
+    if sets and key in sets:  # the user wrote --set KEY=..., not fixed.KEY
+        return UserError(f"--set {key}: {e.message}")
+    return None
 
 
 def cmd_run(args) -> int:
@@ -88,19 +99,21 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..errors import UserError
+    from ..errors import ConfigError
     from ..sweep.folder import read_spec
 
     if args.num_samples is not None:
-        spec = read_spec(args.dir)
-        if args.num_samples < spec.total_trials():  # named as the flag the user wrote
-            raise UserError(f"--num-samples: {args.num_samples} is fewer than the sweep's {spec.total_trials()} "
-                            f"trials (it can only grow)")
-        _checked(spec.to_dict(), num_samples=args.num_samples)
+        _checked(read_spec(args.dir).to_dict(), num_samples=args.num_samples)
     from ..sweep.runner import resume_sweep
 
-    return resume_sweep(args.dir, num_samples=args.num_samples, retry_failed=args.retry_failed,
-                        address=args.address).exit_code
+    try:
+        return resume_sweep(args.dir, num_samples=args.num_samples, retry_failed=args.retry_failed,
+                            address=args.address).exit_code
+    except ConfigError as e:  # refused before Ray starts (a num_samples that would shrink the sweep)
+        flagged = _under_flag(e, {"num_samples": args.num_samples})
+        if flagged is not None:
+            raise flagged from None
+        raise
 
 
 def cmd_status(args) -> int:

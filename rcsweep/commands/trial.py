@@ -123,7 +123,7 @@ def cmd_eval(args) -> int:
         try:
             TrialConfig(dataset=cfg.dataset, norm=norm, eps_eval=x)
         except ConfigError as e:
-            raise UserError(f"--eps: {str(e).split(': ', 1)[1]}") from None
+            raise UserError(f"--eps: {e.message}") from None
     for name in ("steps", "restarts", "test_size"):
         v = getattr(args, name)
         if v is not None and v < 1:

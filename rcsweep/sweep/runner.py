@@ -143,7 +143,8 @@ def resume_sweep(folder, num_samples=None, retry_failed: bool = False, address=N
         return _conclude(folder, quiet)
     if num_samples is not None:
         if num_samples < spec.total_trials():
-            raise ConfigError("num_samples", f"{num_samples} is fewer than the sweep's {spec.total_trials()} trials")
+            raise ConfigError("num_samples", f"{num_samples} is fewer than the sweep's {spec.total_trials()} trials "
+                                             f"(it can only grow)")
         spec = resolve_spec(spec.to_dict(), num_samples=num_samples)
     with ray_session(address) as (nodes, owned_ray):
         check_resources(spec, nodes)

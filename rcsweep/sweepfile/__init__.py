@@ -224,6 +224,8 @@ def objectives_written(spec: SweepSpec) -> None:
     Optuna every trial failed and ran configurations again). Checked on each reference and every
     point of a finite space; of a continuous one, on its trial at its defaults only."""
     by_name = {m.name: m for m in metrics_table.METRICS}
+    if all(by_name[metric].when == "always" for metric, _ in spec.objectives):
+        return  # every trial writes them: no configuration to enumerate (a sweep folder is read often)
     configs = [(f"references[{i}]", spec.trial_config(overrides=r)) for i, r in enumerate(spec.references)]
     points = spec.finite_points()
     if points is None:
@@ -290,7 +292,7 @@ def parse_sweep(data: dict, name: str) -> SweepSpec:
         try:
             spec.trial_config(overrides=ref)
         except ConfigError as e:
-            raise ConfigError(f"references[{i}].{e.field}", str(e).split(": ", 1)[1]) from None
+            raise ConfigError(f"references[{i}].{e.field}", e.message) from None
     structured_sparsity_reachable(spec)
     objectives_written(spec)
     if spec.search == "grid":

@@ -49,7 +49,7 @@ def parse_search(v) -> tuple[str, dict]:
     try:
         cls.Params(**options)
     except ConfigError as e:
-        raise ConfigError(f"search.{e.field}", str(e).split(": ", 1)[1]) from None
+        raise ConfigError(f"search.{e.field}", e.message) from None
     return name, options
 
 

@@ -132,7 +132,7 @@ def check_value(name, value, fixed, where):
     try:
         cfg = TrialConfig.from_flat(ctx)
     except ConfigError as e:  # a problem with this value, or with the fixed context it was checked in
-        raise ConfigError(where if e.field == name else f"fixed.{e.field}", str(e).split(": ", 1)[1]) from None
+        raise ConfigError(where if e.field == name else f"fixed.{e.field}", e.message) from None
     return getattr(cfg, name) if not isinstance(getattr(cfg, name), tuple) else list(getattr(cfg, name))
 
 
